@@ -1,0 +1,316 @@
+"""Turn a mail request (the dict the HTTP API takes) into a rendered, validated Mail.
+
+Everything that can be wrong with a mail is found here, at enqueue time, so the
+caller gets a 422 naming the field instead of a dead job later. The message is
+rendered once, to RFC 5322 bytes; workers only hand those bytes to SMTP.
+"""
+import base64
+import binascii
+import datetime
+import email.policy
+import email.utils
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from email.headerregistry import HeaderRegistry
+from email.message import EmailMessage
+
+from .errors import ValidationError
+from .templates import RenderError
+
+FIELDS = {'to', 'cc', 'bcc', 'from', 'reply_to', 'subject', 'text', 'html', 'template',
+          'context', 'headers', 'attachments', 'queue', 'send_at', 'delay', 'idempotency_key'}
+RESERVED_HEADERS = {'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date', 'message-id',
+                    'mime-version', 'content-type', 'content-transfer-encoding', 'sender'}
+HEADER_NAME = re.compile(r'^[!-9;-~]{1,76}$')
+CONTENT_TYPE = re.compile(r'^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$')
+LOCAL_PART = re.compile(r'^[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]{1,64}$')
+DOMAIN_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+MAX_SCHEDULE_AHEAD = 366 * 86400
+SMTP_POLICY = email.policy.SMTP
+_PARSE_HEADER = HeaderRegistry()
+
+
+@dataclass
+class Mail:
+    """A validated, rendered mail, ready to be stored."""
+    id: str
+    message_id: str
+    sender: str
+    recipients: list          # envelope: to + cc + bcc, bare ASCII addresses
+    to: list
+    subject: str
+    queue: str
+    raw: bytes
+    send_at: float = None
+    idempotency_key: str = None
+    template: str = None
+    attachments: int = 0
+    created_at: float = 0.0
+
+    def record_fields(self, status, task):
+        return {
+            'id': self.id, 'status': status, 'queue': self.queue, 'task': task,
+            'attempts': 0, 'created_at': self.created_at, 'send_at': self.send_at or '',
+            'message_id': self.message_id, 'from': self.sender,
+            'rcpts': json.dumps(self.recipients), 'to': ', '.join(self.to),
+            'subject': self.subject, 'template': self.template or '',
+            'attachments': self.attachments, 'raw': self.raw,
+        }
+
+
+def new_mail_id():
+    return secrets.token_hex(10)
+
+
+def compose(data, *, config, templates, idempotency_key=None, now=None):
+    """Validate `data` and render it. Raises ValidationError naming the field."""
+    if not isinstance(data, dict):
+        raise ValidationError('body', 'must be a JSON object')
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ValidationError(unknown[0], 'unknown field')
+    now = time.time() if now is None else now
+    limits = config.limits
+
+    sender_text = _text(data, 'from', required=False) or config.smtp.sender
+    sender = _addresses('from', sender_text, required=True)
+    if len(sender) != 1:
+        raise ValidationError('from', 'exactly one sender address is needed')
+    to = _address_field(data, 'to', required=True)
+    cc = _address_field(data, 'cc')
+    bcc = _address_field(data, 'bcc')
+    reply_to = _address_field(data, 'reply_to')
+    recipients = [addr for _, addr in to + cc + bcc]
+    if len(recipients) > limits.max_recipients:
+        raise ValidationError('to', f'too many recipients ({len(recipients)} > '
+                                    f'{limits.max_recipients})')
+
+    queue = _text(data, 'queue', required=False) or config.worker.default_queue
+    if queue not in config.worker.queue_names:
+        raise ValidationError('queue', f'unknown queue {queue!r} (known: '
+                                       f'{", ".join(config.worker.queue_names)})')
+
+    subject, text, html, template = _content(data, templates)
+    headers = _custom_headers(data.get('headers'))
+    attachments = _attachments(data.get('attachments'), limits.max_attachment_bytes)
+    send_at = _send_at(data, now)
+    key = idempotency_key or _text(data, 'idempotency_key', required=False)
+    if key is not None and (not key or len(key) > 200 or not key.isprintable()):
+        raise ValidationError('idempotency_key', 'must be 1 to 200 printable characters')
+
+    domain = sender[0][1].rsplit('@', 1)[1]
+    message_id = email.utils.make_msgid(domain=domain)
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg['From'] = _format(sender)
+    msg['To'] = _format(to)
+    if cc:
+        msg['Cc'] = _format(cc)
+    if reply_to:
+        msg['Reply-To'] = _format(reply_to)
+    msg['Subject'] = subject
+    msg['Date'] = email.utils.formatdate(now, usegmt=True)
+    msg['Message-ID'] = message_id
+    for name, value in headers:
+        msg[name] = value
+    if text is not None:
+        msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype='html')
+    else:
+        msg.set_content(html, subtype='html')
+    for filename, content_type, content in attachments:
+        maintype, subtype = content_type.split('/', 1)
+        msg.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
+    try:
+        raw = msg.as_bytes()
+    except (ValueError, UnicodeError) as exc:   # last line of defence; fields are checked above
+        raise ValidationError('headers', f'cannot build message: {exc}') from None
+
+    return Mail(id=new_mail_id(), message_id=message_id, sender=sender[0][1],
+                recipients=recipients, to=[_format([a]) for a in to], subject=subject,
+                queue=queue, raw=raw, send_at=send_at, idempotency_key=key,
+                template=template, attachments=len(attachments), created_at=now)
+
+
+# -- fields
+
+def _text(data, field, required=False):
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise ValidationError(field, 'is required')
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, 'must be a string')
+    return value
+
+
+def _no_crlf(field, value):
+    if '\r' in value or '\n' in value or '\0' in value:
+        raise ValidationError(field, 'must not contain CR, LF or NUL')
+
+
+def _address_field(data, field, required=False):
+    value = data.get(field)
+    if value is None or value == [] or value == '':
+        if required:
+            raise ValidationError(field, 'is required')
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(field, 'must be a string or a list of strings')
+    found = []
+    for i, item in enumerate(value):
+        found += _addresses(f'{field}[{i}]' if len(value) > 1 else field, item, required=True)
+    return found
+
+
+def _addresses(field, text, required):
+    """Parse 'Name <a@b>, c@d' into [(name, ascii_addr)], strictly."""
+    _no_crlf(field, text)
+    try:
+        header = _PARSE_HEADER('to', text)
+    except (ValueError, IndexError, TypeError):
+        raise ValidationError(field, f'not a valid address: {text!r}') from None
+    addresses = header.addresses
+    if header.defects or not addresses or any(not a.username for a in addresses):
+        raise ValidationError(field, f'not a valid address: {text!r}')
+    return [(a.display_name, _check_address(field, a.addr_spec)) for a in addresses]
+
+
+def _check_address(field, addr):
+    local, at, domain = addr.rpartition('@')
+    if not at or not local or not domain:
+        raise ValidationError(field, f'not a valid address: {addr!r}')
+    if not LOCAL_PART.match(local) or local.startswith('.') or local.endswith('.') \
+            or '..' in local:
+        raise ValidationError(field, f'unsupported local part in {addr!r} '
+                                     '(ASCII without quotes; SMTPUTF8 is not supported)')
+    try:
+        ascii_domain = domain.encode('idna').decode('ascii')
+    except UnicodeError:
+        raise ValidationError(field, f'bad domain in {addr!r}') from None
+    labels = ascii_domain.rstrip('.').split('.')
+    if len(ascii_domain) > 253 or not all(DOMAIN_LABEL.match(label) for label in labels):
+        raise ValidationError(field, f'bad domain in {addr!r}')
+    return f'{local}@{ascii_domain.lower()}'
+
+
+def _format(pairs):
+    return ', '.join(email.utils.formataddr(pair) for pair in pairs)
+
+
+def _content(data, templates):
+    template = _text(data, 'template')
+    context = data.get('context')
+    if template is not None:
+        for field in ('subject', 'text', 'html'):
+            if data.get(field) is not None:
+                raise ValidationError(field, 'give either template or subject/text/html')
+        if context is not None and not isinstance(context, dict):
+            raise ValidationError('context', 'must be an object')
+        if not templates.exists(template):
+            raise ValidationError('template', f'unknown template {template!r}')
+        try:
+            subject, text, html = templates.render(template, context or {})
+        except RenderError as exc:
+            raise ValidationError('template', f'template error: {exc}') from None
+        subject_field = 'template'
+    else:
+        if context is not None:
+            raise ValidationError('context', 'only used with template')
+        subject, text, html = (_text(data, f) for f in ('subject', 'text', 'html'))
+        subject_field = 'subject'
+    if not subject:
+        raise ValidationError(subject_field, 'a subject is required')
+    _no_crlf(subject_field if template else 'subject', subject)
+    if text is None and html is None:
+        raise ValidationError('text', 'text or html is required')
+    return subject, text, html, template
+
+
+def _custom_headers(headers):
+    if headers is None:
+        return []
+    if not isinstance(headers, dict):
+        raise ValidationError('headers', 'must be an object of name: value')
+    found = []
+    for name, value in headers.items():
+        field = f'headers.{name}'
+        if not HEADER_NAME.match(name):
+            raise ValidationError(field, 'not a valid header name')
+        if name.lower() in RESERVED_HEADERS:
+            raise ValidationError(field, 'set by mailq; use the matching field instead')
+        if not isinstance(value, str):
+            raise ValidationError(field, 'must be a string')
+        _no_crlf(field, value)
+        found.append((name, value))
+    return found
+
+
+def _attachments(items, max_bytes):
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValidationError('attachments', 'must be a list')
+    found, total = [], 0
+    for i, item in enumerate(items):
+        field = f'attachments[{i}]'
+        if not isinstance(item, dict):
+            raise ValidationError(field, 'must be an object')
+        filename = item.get('filename')
+        content_type = item.get('content_type') or 'application/octet-stream'
+        content = item.get('content')
+        if not isinstance(filename, str) or not filename or len(filename) > 255:
+            raise ValidationError(f'{field}.filename', 'is required (1 to 255 characters)')
+        _no_crlf(f'{field}.filename', filename)
+        if not isinstance(content_type, str) or not CONTENT_TYPE.match(content_type):
+            raise ValidationError(f'{field}.content_type', 'must look like type/subtype')
+        if not isinstance(content, str):
+            raise ValidationError(f'{field}.content', 'base64 content is required')
+        if len(content) > max_bytes * 4 // 3 + 4:
+            raise ValidationError(f'{field}.content', f'larger than {max_bytes} bytes')
+        try:
+            decoded = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError(f'{field}.content', 'is not valid base64') from None
+        total += len(decoded)
+        if total > max_bytes:
+            raise ValidationError(f'{field}.content', f'attachments exceed {max_bytes} bytes')
+        found.append((filename, content_type.lower(), decoded))
+    return found
+
+
+def _send_at(data, now):
+    send_at, delay = data.get('send_at'), data.get('delay')
+    if send_at is not None and delay is not None:
+        raise ValidationError('send_at', 'give send_at or delay, not both')
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay:
+            raise ValidationError('delay', 'must be a number of seconds >= 0')
+        if delay > MAX_SCHEDULE_AHEAD:
+            raise ValidationError('delay', 'more than 366 days ahead')
+        return now + delay if delay else None
+    if send_at is None:
+        return None
+    if not isinstance(send_at, str):
+        raise ValidationError('send_at', 'must be an ISO 8601 string')
+    when = parse_iso8601('send_at', send_at)
+    ts = when.timestamp()
+    if ts - now > MAX_SCHEDULE_AHEAD:
+        raise ValidationError('send_at', 'more than 366 days ahead')
+    return ts if ts > now else None
+
+
+def parse_iso8601(field, text):
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace('Z', '+00:00'))
+    except ValueError:
+        raise ValidationError(field, f'not an ISO 8601 date-time: {text!r}') from None
+    if when.tzinfo is None:
+        raise ValidationError(field, 'needs a UTC offset, e.g. 2026-12-01T08:00:00+01:00')
+    return when

@@ -1,0 +1,376 @@
+"""Read mailq.ini once into typed, validated objects.
+
+Nothing else in mailq reads the INI file or the environment: every role gets
+a `Config` from `load()` and passes it on. A bad value fails here, at start-up,
+naming the file, section and key and what is allowed.
+"""
+import configparser
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+ENV_PREFIX = 'MAILQ_'
+QUEUE_NAME = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+
+
+# -- value parsers: each takes the raw string and returns a value or raises ValueError.
+
+def _str(raw):
+    return raw.strip()
+
+
+def _int(minimum=None, maximum=None):
+    def parse(raw):
+        value = int(raw.strip())
+        if minimum is not None and value < minimum:
+            raise ValueError(f'must be >= {minimum}')
+        if maximum is not None and value > maximum:
+            raise ValueError(f'must be <= {maximum}')
+        return value
+    parse.allowed = 'an integer' + (f' >= {minimum}' if minimum is not None else '')
+    return parse
+
+
+def _float(minimum=0.0):
+    def parse(raw):
+        value = float(raw.strip())
+        if value < minimum:
+            raise ValueError(f'must be >= {minimum}')
+        return value
+    parse.allowed = f'a number >= {minimum}'
+    return parse
+
+
+def _bool(raw):
+    value = raw.strip().lower()
+    if value in ('1', 'yes', 'true', 'on'):
+        return True
+    if value in ('0', 'no', 'false', 'off'):
+        return False
+    raise ValueError('not a boolean')
+
+
+_bool.allowed = 'yes or no'
+
+
+def _choice(*options):
+    def parse(raw):
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f'{value!r} is not allowed')
+        return value
+    parse.allowed = ' | '.join(options)
+    return parse
+
+
+def _queue_list(raw):
+    """`mailers, default` or `mailers,3 default,1` -> [(name, weight)]."""
+    items = []
+    for part in re.split(r'[\s;]+|,\s+', raw.strip()):
+        if not part:
+            continue
+        items.append(parse_queue_spec(part))
+    if not items:
+        raise ValueError('at least one queue is needed')
+    return items
+
+
+_queue_list.allowed = 'queue names separated by ", " (name,weight for weighted order)'
+
+
+def parse_queue_spec(spec):
+    """`mailers` -> ('mailers', 0); `mailers,3` -> ('mailers', 3). Weight 0 means strict order."""
+    name, _, weight = spec.strip().partition(',')
+    if not QUEUE_NAME.match(name):
+        raise ValueError(f'bad queue name {name!r} (letters, digits, _ . -)')
+    if weight and (not weight.isdigit() or int(weight) < 1):
+        raise ValueError(f'bad weight {weight!r} in {spec!r} (a whole number >= 1)')
+    return name, int(weight or 0)
+
+
+def _json_object(raw):
+    value = json.loads(raw) if raw.strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError('must be a JSON object')
+    return value
+
+
+_json_object.allowed = 'a JSON object'
+
+
+def _path(raw):
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = 'redis://127.0.0.1:6379/0'
+    prefix: str = 'mailq'
+
+    _parse = {'url': _str, 'prefix': _str}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 25
+    queues: tuple = (('mailers', 0), ('default', 0))
+    default_queue: str = 'mailers'
+    worker_type: str = 'thread'
+    max_retries: int = 25
+    retry_base: float = 60.0
+    retry_factor: float = 2.0
+    retry_max_delay: float = 21600.0
+    retry_jitter: float = 0.1
+    shutdown_timeout: float = 25.0
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    scheduler_interval: float = 0.25
+    dead_max: int = 10000
+    dead_max_days: int = 180
+    keep_sent_days: int = 7
+
+    _parse = {
+        'concurrency': _int(1, 1000), 'queues': _queue_list, 'default_queue': _str,
+        'worker_type': _choice('thread', 'process'), 'max_retries': _int(0),
+        'retry_base': _float(0), 'retry_factor': _float(1), 'retry_max_delay': _float(0),
+        'retry_jitter': _float(0), 'shutdown_timeout': _float(0),
+        'heartbeat_interval': _float(0.1), 'heartbeat_timeout': _float(1),
+        'scheduler_interval': _float(0.05), 'dead_max': _int(1), 'dead_max_days': _int(1),
+        'keep_sent_days': _int(0),
+    }
+
+    @property
+    def queue_names(self):
+        return [name for name, _ in self.queues]
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    transport: str = 'outbox'
+    host: str = '127.0.0.1'
+    port: int = 25
+    security: str = 'none'
+    username: str = ''
+    password: str = ''
+    timeout: float = 30.0
+    sender: str = 'mailq@localhost'
+    ca_file: object = None
+    verify: bool = True
+    auth_failure: str = 'permanent'
+    outbox_max: int = 1000
+
+    _parse = {
+        'transport': _choice('outbox', 'smtp', 'console'), 'host': _str, 'port': _int(1, 65535),
+        'security': _choice('none', 'starttls', 'tls'), 'username': _str, 'password': _str,
+        'timeout': _float(0.1), 'from': _str, 'ca_file': _path, 'verify': _bool,
+        'auth_failure': _choice('permanent', 'transient'), 'outbox_max': _int(1),
+    }
+    _rename = {'from': 'sender'}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = '127.0.0.1'
+    port: int = 8080
+    username: str = ''
+    password: str = ''
+    api_token: str = ''
+    threads: int = 8
+
+    _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
+              'api_token': _str, 'threads': _int(1, 256)}
+
+    @property
+    def has_auth(self):
+        return bool((self.username and self.password) or self.api_token)
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    path: object = Path('templates/mail')
+
+    _parse = {'path': _path}
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_attachment_bytes: int = 5 * 1024 * 1024
+    max_recipients: int = 100
+    max_batch: int = 1000
+    render_timeout: float = 2.0
+    idempotency_ttl: int = 86400
+
+    _parse = {'max_body_bytes': _int(1024), 'max_attachment_bytes': _int(1),
+              'max_recipients': _int(1), 'max_batch': _int(1), 'render_timeout': _float(0.01),
+              'idempotency_ttl': _int(1)}
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = 'info'
+    format: str = 'text'
+    recipients: str = 'domain'
+
+    _parse = {'level': _choice('debug', 'info', 'warning', 'error'),
+              'format': _choice('text', 'json'), 'recipients': _choice('domain', 'full')}
+
+
+@dataclass(frozen=True)
+class MailqConfig:
+    imports: tuple = ()
+
+    _parse = {'imports': lambda raw: tuple(p.strip() for p in raw.split(',') if p.strip())}
+
+
+@dataclass(frozen=True)
+class CronDefaults:
+    timezone: str = 'UTC'
+
+    _parse = {'timezone': _str}
+
+
+@dataclass(frozen=True)
+class CronJobConfig:
+    name: str
+    schedule: str = ''
+    timezone: str = ''
+    template: str = ''
+    callable: str = ''
+    to: str = ''
+    context: dict = field(default_factory=dict)
+    queue: str = ''
+    catch_up: int = 3600
+
+    _parse = {'schedule': _str, 'timezone': _str, 'template': _str, 'callable': _str,
+              'to': _str, 'context': _json_object, 'queue': _str, 'catch_up': _int(0)}
+
+
+SECTIONS = {
+    'redis': RedisConfig, 'worker': WorkerConfig, 'smtp': SMTPConfig, 'web': WebConfig,
+    'templates': TemplatesConfig, 'limits': LimitsConfig, 'log': LogConfig,
+    'mailq': MailqConfig, 'cron': CronDefaults,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    redis: RedisConfig
+    worker: WorkerConfig
+    smtp: SMTPConfig
+    web: WebConfig
+    templates: TemplatesConfig
+    limits: LimitsConfig
+    log: LogConfig
+    mailq: MailqConfig
+    cron: CronDefaults
+    cron_jobs: tuple = ()
+
+    def replace(self, **sections):
+        """A copy with some sections swapped, e.g. for CLI flags like --port."""
+        return Config(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **sections})
+
+    def secrets(self):
+        """Values that must never appear in a log line or a page."""
+        values = [self.smtp.password, self.web.password, self.web.api_token]
+        values.append(redis_password(self.redis.url))
+        return [v for v in values if v]
+
+
+def redis_password(url):
+    match = re.match(r'^[a-z+]+://[^:@/]*:([^@/]+)@', url)
+    return match.group(1) if match else ''
+
+
+def find_config_path(explicit=None, environ=None):
+    """The flag, then $MAILQ_CONFIG, then ./mailq.ini (which may be absent)."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get('MAILQ_CONFIG'):
+        return Path(environ['MAILQ_CONFIG'])
+    return Path('mailq.ini')
+
+
+def load(path=None, environ=None):
+    """Parse the config file (if any) plus MAILQ_<SECTION>_<KEY> overrides."""
+    environ = os.environ if environ is None else environ
+    explicit = bool(path or environ.get('MAILQ_CONFIG'))
+    path = find_config_path(path, environ)
+    source = str(path)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(';',))
+    parser.optionxform = str.lower
+    if path.exists():
+        try:
+            parser.read(path, encoding='utf-8')
+        except configparser.Error as exc:
+            raise ConfigError(f'cannot parse: {exc}', source) from None
+    elif explicit:
+        raise ConfigError('config file not found', source)
+
+    for name in parser.sections():
+        if name not in SECTIONS and not name.startswith('cron:'):
+            raise ConfigError(f'unknown section (known: {", ".join(SECTIONS)}, cron:NAME)',
+                              source, name)
+
+    built = {name: _build(cls, source, name, _raw_section(parser, name, environ), name)
+             for name, cls in SECTIONS.items()}
+    jobs = tuple(_build(CronJobConfig, source, name, dict(parser[name]), name,
+                        name=name.split(':', 1)[1].strip())
+                 for name in parser.sections() if name.startswith('cron:'))
+    base = path.parent if path.exists() else Path('.')
+    built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
+    config = Config(source=source, cron_jobs=jobs, **built)
+    _check_cross_fields(config)
+    return config
+
+
+def _relative_to(base, path):
+    """Relative paths in the file are relative to the file, not to the cwd."""
+    return path if path is None or path.is_absolute() else (base / path).resolve()
+
+
+def _raw_section(parser, name, environ):
+    raw = dict(parser[name]) if parser.has_section(name) else {}
+    prefix = f'{ENV_PREFIX}{name.upper()}_'
+    for key, value in environ.items():
+        if key.startswith(prefix):
+            raw[key[len(prefix):].lower()] = value
+    return raw
+
+
+def _build(cls, source, section, raw, label, **extra):
+    parsers = cls._parse
+    rename = getattr(cls, '_rename', {})
+    values = dict(extra)
+    for key, text in raw.items():
+        if key not in parsers:
+            raise ConfigError(f'unknown key (known: {", ".join(parsers)})', source, label, key)
+        parse = parsers[key]
+        try:
+            values[rename.get(key, key)] = parse(text)
+        except (ValueError, json.JSONDecodeError) as exc:
+            allowed = getattr(parse, 'allowed', None)
+            hint = f'; allowed: {allowed}' if allowed else ''
+            raise ConfigError(f'bad value {text!r}: {exc}{hint}', source, label, key) from None
+    return cls(**values)
+
+
+def _check_cross_fields(config):
+    source = config.source
+    if config.worker.default_queue not in config.worker.queue_names:
+        raise ConfigError(f'{config.worker.default_queue!r} is not one of [worker] queues',
+                          source, 'worker', 'default_queue')
+    if config.smtp.transport == 'smtp' and not config.smtp.host:
+        raise ConfigError('needed when transport = smtp', source, 'smtp', 'host')
+    if bool(config.web.username) != bool(config.web.password):
+        raise ConfigError('set both username and password, or neither', source, 'web',
+                          'password' if config.web.username else 'username')
+    if not re.match(r'^(redis|rediss|unix|redis\+sentinel)://', config.redis.url):
+        raise ConfigError('must start with redis://, rediss://, unix:// or redis+sentinel://',
+                          source, 'redis', 'url')

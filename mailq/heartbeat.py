@@ -1,0 +1,128 @@
+"""Worker liveness: heartbeats, commands from the dashboard, and reaping the dead.
+
+Every worker process beats once per `heartbeat_interval` into Redis (a hash
+with its details and a score in the `workers` set). Any live worker returns the
+in-flight tasks of a worker whose beat is older than `heartbeat_timeout` to
+their queues. On start, a worker also reaps workers of its own host whose
+process is gone, so a restart after `kill -9` recovers at once.
+"""
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+
+import redis
+
+log = logging.getLogger('mailq.worker')
+
+
+def worker_identity():
+    return f'{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}'
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rss_bytes():
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reap(store, now=None, timeout=5.0, local_host=None):
+    """Requeue the in-flight tasks of dead workers. Returns {worker_id: tasks requeued}."""
+    keys = store.keys
+    now = now or time.time()
+    dead = [w.decode() for w in store.redis.zrangebyscore(keys.workers, '-inf', now - timeout)]
+    if local_host:
+        for wid, _ in store.redis.zrange(keys.workers, 0, -1, withscores=True):
+            wid = wid.decode()
+            host, _, rest = wid.rpartition(':')[0].rpartition(':')[0], None, wid
+            parts = wid.split(':')
+            if len(parts) >= 3 and ':'.join(parts[:-2]) == local_host \
+                    and parts[-2].isdigit() and int(parts[-2]) != os.getpid() \
+                    and not pid_alive(int(parts[-2])) and wid not in dead:
+                dead.append(wid)
+    reaped = {}
+    for wid in dead:
+        reaped[wid] = store.requeue_worker(wid)
+        log.warning('worker %s is gone: %d in-flight mail(s) returned to their queues',
+                    wid, reaped[wid])
+    return reaped
+
+
+class Heartbeat(threading.Thread):
+    """Beats, runs commands (quiet, stop) and reaps, until stopped."""
+
+    def __init__(self, store, worker_id, info, cfg, on_quiet, on_stop=None):
+        super().__init__(name='mailq-heartbeat', daemon=True)
+        self.store = store
+        self.worker_id = worker_id
+        self.info = info
+        self.cfg = cfg
+        self.on_quiet = on_quiet
+        self.on_stop = on_stop or (lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self.stopping = threading.Event()
+        self.redis_down = False
+        self.quiet = False
+
+    def beat(self, now=None):
+        keys, client = self.store.keys, self.store.redis
+        now = now or time.time()
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(keys.worker(self.worker_id), mapping={
+            **self.info, 'beat': now, 'rss': rss_bytes(), 'quiet': int(self.quiet)})
+        pipe.expire(keys.worker(self.worker_id), max(60, int(self.cfg.heartbeat_timeout * 4)))
+        pipe.zadd(keys.workers, {self.worker_id: now})
+        pipe.lpop(keys.commands(self.worker_id))
+        command = pipe.execute()[-1]
+        if command:
+            self.run_command(command.decode())
+
+    def run_command(self, command):
+        log.warning('worker %s received command %r', self.worker_id, command)
+        if command == 'quiet':
+            self.quiet = True
+            self.on_quiet()
+        elif command == 'stop':
+            self.on_stop()
+
+    def run(self):
+        while not self.stopping.wait(self.cfg.heartbeat_interval):
+            try:
+                self.beat()
+                reap(self.store, timeout=self.cfg.heartbeat_timeout)
+                if self.redis_down:
+                    log.warning('Redis is reachable again')
+                self.redis_down = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not self.redis_down:
+                    log.error('Redis unreachable (%s); retrying every %ss',
+                              exc, self.cfg.heartbeat_interval)
+                self.redis_down = True
+            except Exception:
+                log.exception('heartbeat failed')
+
+    def stop(self):
+        self.stopping.set()
+
+
+def worker_info(host, concurrency, queues, worker_type):
+    return {'host': host, 'pid': os.getpid(), 'concurrency': concurrency,
+            'queues': json.dumps(queues), 'worker_type': worker_type, 'started': time.time()}

@@ -1,0 +1,78 @@
+"""Deliver one fetched mail: claim it, hand it to the transport, record the outcome.
+
+RFC 5321 4.2.1 decides the outcome: 2yz is sent, 4yz (and connection errors
+and timeouts, which carry no code) is retried with backoff, 5yz is dead at
+once. Retries that run out are dead too. The claim and the outcome are one Lua
+script each; the task is acknowledged only together with its outcome.
+"""
+import logging
+import os
+import threading
+import time
+
+from .retry import gives_up, retry_delay
+from .transport import Delivery
+
+log = logging.getLogger('mailq.worker')
+
+
+class Processor:
+    def __init__(self, store, transport, worker_config, log_config, new_task):
+        self.store = store
+        self.transport = transport
+        self.cfg = worker_config
+        self.full_recipients = log_config.recipients == 'full'
+        self.new_task = new_task          # mail_id, queue -> serialized Huey task
+        self.worker_id = None
+
+    def busy_field(self):
+        return f'{os.getpid()}:{threading.get_ident()}'
+
+    def process(self, mail_id, queue, task):
+        busy = self.busy_field()
+        claim = self.store.claim(mail_id, task, self.worker_id, busy)
+        if claim is None:
+            log.info('mail %s skipped: cancelled, sent or re-planned meanwhile', mail_id)
+            return None
+        sender, recipients, raw, attempts = claim
+        started = time.monotonic()
+        try:
+            delivery = self.transport.send(sender, recipients, raw)
+        except Exception as exc:   # a bug must not lose the mail: retry it
+            log.exception('transport error for mail %s', mail_id)
+            delivery = Delivery(ok=False, transient=True, reply=f'internal error: {exc!r}'[:500])
+        duration = time.monotonic() - started
+        outcome, next_at, new_task = self.decide(delivery, attempts, mail_id, queue)
+        attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': outcome,
+                   'code': delivery.code, 'reply': delivery.outcome_text,
+                   'duration': round(duration, 4)}
+        if delivery.refused:
+            attempt['refused'] = delivery.refused
+        last_error = '' if delivery.ok and not delivery.refused else delivery.outcome_text
+        if delivery.ok and delivery.refused:
+            last_error = 'some recipients refused: ' + ', '.join(
+                f'{rcpt} ({code})' for rcpt, (code, _) in delivery.refused.items())
+        self.store.finish(mail_id, task, self.worker_id, busy, outcome, attempt,
+                          last_error=last_error, next_at=next_at, new_task=new_task,
+                          outbox=getattr(self.transport, 'keeps_mail', False))
+        self._log(mail_id, queue, recipients, outcome, delivery, duration)
+        return outcome
+
+    def decide(self, delivery, attempts, mail_id, queue):
+        """(outcome, next attempt time, new task) for this delivery."""
+        if delivery.ok:
+            return 'sent', 0, ''
+        if not delivery.transient or gives_up(attempts, self.cfg):
+            return 'dead', 0, ''
+        next_at = time.time() + retry_delay(attempts, self.cfg)
+        return 'retrying', next_at, self.new_task(mail_id, queue)
+
+    def _log(self, mail_id, queue, recipients, outcome, delivery, duration):
+        if self.full_recipients:
+            to = ','.join(recipients)
+        else:
+            to = ','.join(sorted({r.rsplit('@', 1)[-1] for r in recipients}))
+        level = logging.INFO if outcome == 'sent' else logging.WARNING
+        log.log(level, 'delivery mail=%s queue=%s to=%s outcome=%s code=%s duration_ms=%.1f%s',
+                mail_id, queue, to, outcome, delivery.code or '-', duration * 1000,
+                '' if delivery.ok else f' reply="{delivery.outcome_text[:200]}"')

@@ -1,0 +1,44 @@
+"""The one Huey instance every role shares, and its one task: deliver a mail.
+
+Web, CLI and worker all build the same Huey (MailStorage on the configured
+Redis, JSON messages). The task's message carries only the mail id and queue;
+the mail itself is a JSON record (store.py).
+"""
+from huey import Huey
+
+from .fetch import MailStorage
+from .serializer import JSONSerializer
+
+
+class MailHuey(Huey):
+    """Huey with a prebuilt storage; results are not kept (outcomes live in the record)."""
+
+    def __init__(self, storage):
+        self._prebuilt_storage = storage
+        super().__init__(name=storage.name, results=False, utc=True,
+                         serializer=JSONSerializer())
+
+    def get_storage(self, **kwargs):
+        return self._prebuilt_storage
+
+
+def create_huey(store, connection_pool, queues, processor=None):
+    """Build the Huey instance and register `deliver` on it."""
+    huey = MailHuey(MailStorage(store, connection_pool, queues))
+
+    @huey.task(name='deliver')
+    def deliver(mail_id, queue=None):
+        """Run in a worker: deliver the mail whose task this thread just fetched."""
+        fetched = huey.storage.current()
+        if processor is None or fetched is None:
+            raise RuntimeError('deliver runs only inside a mailq worker')
+        fetched_queue, task = fetched
+        return processor.process(mail_id, fetched_queue, task)
+
+    huey.deliver = deliver
+    return huey
+
+
+def new_task(huey, mail_id, queue):
+    """The serialized Huey message for one delivery of `mail_id` (a fresh task id each time)."""
+    return huey.serialize_task(huey.deliver.s(mail_id, queue=queue)).decode()

@@ -1,0 +1,103 @@
+"""Mail templates: Jinja2 files rendered once, when a mail is accepted.
+
+A template NAME is up to three files in `[templates] path`: NAME.subject,
+NAME.txt and NAME.html. HTML is autoescaped, text and subject are not.
+Rendering runs in Jinja2's sandbox with a time budget, because the context
+comes from the request.
+"""
+import time
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+PARTS = ('subject', 'txt', 'html')
+
+
+class RenderError(Exception):
+    """The template could not be rendered: the message says why."""
+
+
+class Deadline:
+    """A render budget, checked by `range()` inside templates (loops are where time goes)."""
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def check(self):
+        if time.monotonic() > self.end:
+            raise RenderError('render took too long')
+
+
+class MailTemplates:
+    def __init__(self, path, render_timeout=2.0):
+        self.path = Path(path) if path else None
+        self.render_timeout = render_timeout
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(self.path)) if self.path else None,
+            autoescape=lambda name: bool(name) and name.endswith('.html'),
+            undefined=StrictUndefined, keep_trailing_newline=False, auto_reload=False)
+
+    def names(self):
+        """Every template name that has at least a subject or a body file."""
+        if not self.path or not self.path.is_dir():
+            return []
+        return sorted({p.name.rsplit('.', 1)[0] for p in self.path.iterdir()
+                       if p.is_file() and p.suffix.lstrip('.') in PARTS})
+
+    def exists(self, name):
+        return name in self.names()
+
+    def check(self, name):
+        """Render every part with a lenient context: catches syntax and runtime errors
+        that do not depend on the caller's variables."""
+        from jinja2 import ChainableUndefined
+        errors = []
+        for part in PARTS:
+            try:
+                template = self.env.get_template(f'{name}.{part}')
+            except TemplateNotFound:
+                continue
+            except TemplateError as exc:
+                errors.append(f'{name}.{part}: {exc}')
+                continue
+            try:
+                self.env.undefined = ChainableUndefined
+                template.render({})
+            except Exception as exc:   # report, do not crash the check
+                errors.append(f'{name}.{part}: {type(exc).__name__}: {exc}')
+            finally:
+                self.env.undefined = StrictUndefined
+        return errors
+
+    def render(self, name, context):
+        """Returns (subject, text, html); a missing part is None."""
+        deadline = Deadline(self.render_timeout)
+        context = dict(context, range=lambda *a: _budgeted_range(deadline, *a))
+        parts = {}
+        for part in PARTS:
+            try:
+                template = self.env.get_template(f'{name}.{part}')
+            except TemplateNotFound:
+                parts[part] = None
+                continue
+            except TemplateError as exc:
+                raise RenderError(f'{name}.{part}: {exc}') from None
+            try:
+                parts[part] = template.render(context)
+            except RenderError:
+                raise
+            except (TemplateError, RecursionError, TypeError, ValueError, ArithmeticError,
+                    AttributeError, KeyError, IndexError) as exc:
+                raise RenderError(f'{name}.{part}: {type(exc).__name__}: {exc}') from None
+        subject = parts['subject'].strip() if parts['subject'] is not None else None
+        return subject, parts['txt'], parts['html']
+
+
+def _budgeted_range(deadline, *args):
+    if len(range(*args)) > 100_000:
+        raise RenderError('range() too large in template')
+    for i in range(*args):
+        if i % 256 == 0:
+            deadline.check()
+        yield i

@@ -1,0 +1,209 @@
+"""Hand a rendered message to its destination: an SMTP relay, the outbox, or stdout.
+
+Every transport returns a `Delivery`; it never raises for a failed delivery.
+The SMTP transport keeps one session per worker thread and reuses it (RSET is
+not needed after a completed transaction); any error closes it, and the next
+mail opens a new one.
+"""
+import logging
+import smtplib
+import socket
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger('mailq.transport')
+IDLE_CHECK_AFTER = 5.0
+
+
+@dataclass
+class Delivery:
+    """The result of one attempt. `code` is the deciding SMTP reply code, 0 if none."""
+    ok: bool
+    code: int = 0
+    reply: str = ''
+    transient: bool = False
+    refused: dict = field(default_factory=dict)   # recipient -> [code, reply]
+
+    @property
+    def outcome_text(self):
+        return f'{self.code} {self.reply}'.strip() if self.code else self.reply
+
+
+def create_transport(smtp_config):
+    kind = smtp_config.transport
+    if kind == 'smtp':
+        return SMTPTransport(smtp_config)
+    if kind == 'console':
+        return ConsoleTransport()
+    return OutboxTransport()
+
+
+class OutboxTransport:
+    """Keeps mails instead of sending them (like letter_opener); the record is the copy."""
+    keeps_mail = True
+
+    def send(self, sender, recipients, raw):
+        return Delivery(ok=True, code=250, reply='kept in outbox')
+
+    def close(self, polite=False):
+        pass
+
+
+class ConsoleTransport:
+    """Prints each message to stdout, for development."""
+    keeps_mail = False
+    _lock = threading.Lock()
+
+    def send(self, sender, recipients, raw):
+        with self._lock:
+            sys.stdout.write(f'--- mail from {sender} to {", ".join(recipients)}\n')
+            sys.stdout.write(raw.decode('utf-8', 'replace'))
+            sys.stdout.write('\n--- end\n')
+            sys.stdout.flush()
+        return Delivery(ok=True, code=250, reply='printed to console')
+
+    def close(self, polite=False):
+        pass
+
+
+class SMTPTransport:
+    keeps_mail = False
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._local = threading.local()
+        self.tls_context = ssl.create_default_context(
+            cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        if not cfg.verify:
+            self.tls_context.check_hostname = False
+            self.tls_context.verify_mode = ssl.CERT_NONE
+
+    def send(self, sender, recipients, raw):
+        try:
+            conn = self._connection()
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            return self._auth_failure(exc)
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            return _from_reply(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            return Delivery(ok=False, transient=True, reply=f'connect failed: {_describe(exc)}')
+        try:
+            delivery = _transaction(conn, sender, recipients, raw)
+        except smtplib.SMTPResponseException as exc:
+            delivery = _from_reply(exc.smtp_code, exc.smtp_error)
+            self.close()
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            return Delivery(ok=False, transient=True, reply=_describe(exc))
+        if not delivery.ok:
+            self.close()   # the session may be in any state after a failure
+        else:
+            self._local.last_used = time.monotonic()
+        return delivery
+
+    def _connection(self):
+        conn = getattr(self._local, 'conn', None)
+        if conn is not None and time.monotonic() - self._local.last_used > IDLE_CHECK_AFTER:
+            try:
+                if conn.noop()[0] != 250:
+                    raise smtplib.SMTPServerDisconnected('noop failed')
+            except (OSError, smtplib.SMTPException):
+                self.close()
+                conn = None
+        if conn is None:
+            conn = self._open()
+            self._local.conn, self._local.last_used = conn, time.monotonic()
+        return conn
+
+    def _open(self):
+        cfg = self.cfg
+        if cfg.security == 'tls':
+            conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
+                                    context=self.tls_context)
+        else:
+            conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+        try:
+            conn.ehlo()
+            if cfg.security == 'starttls':
+                if not conn.has_extn('starttls'):   # never fall back to plaintext
+                    raise smtplib.SMTPNotSupportedError('server does not offer STARTTLS')
+                conn.starttls(context=self.tls_context)
+                conn.ehlo()
+            if cfg.username:
+                conn.login(cfg.username, cfg.password)
+        except BaseException:
+            _quietly_close(conn)
+            raise
+        return conn
+
+    def _auth_failure(self, exc):
+        transient = self.cfg.auth_failure == 'transient' or 400 <= exc.smtp_code < 500
+        return Delivery(ok=False, code=exc.smtp_code, reply=_reply_text(exc.smtp_error),
+                        transient=transient)
+
+    def close(self, polite=False):
+        """Drop this thread's session; QUIT only when it is known to be healthy."""
+        conn = getattr(self._local, 'conn', None)
+        self._local.conn = None
+        if conn is not None:
+            _quietly_close(conn, polite)
+
+
+def _transaction(conn, sender, recipients, raw):
+    """smtplib.sendmail, step by step, so we keep the final reply and per-recipient refusals."""
+    code, resp = conn.mail(sender)
+    if code != 250:
+        conn.rset()
+        return _from_reply(code, resp)
+    refused = {}
+    for rcpt in recipients:
+        code, resp = conn.rcpt(rcpt)
+        if code not in (250, 251):
+            refused[rcpt] = [code, _reply_text(resp)]
+    if len(refused) == len(recipients):
+        conn.rset()
+        transient = any(400 <= code < 500 for code, _ in refused.values())
+        code, text = next(iter(refused.values()))
+        return Delivery(ok=False, code=code, reply=f'all recipients refused: {text}',
+                        transient=transient, refused=refused)
+    code, resp = conn.data(raw)
+    if code != 250:
+        conn.rset()
+        return _from_reply(code, resp)
+    return Delivery(ok=True, code=code, reply=_reply_text(resp), refused=refused)
+
+
+def _from_reply(code, resp):
+    """RFC 5321 4.2.1: 4yz is transient, 5yz permanent; anything else is treated as transient."""
+    return Delivery(ok=False, code=code, reply=_reply_text(resp),
+                    transient=not 500 <= code < 600)
+
+
+def _reply_text(resp):
+    if isinstance(resp, bytes):
+        resp = resp.decode('utf-8', 'replace')
+    return ' '.join(str(resp).split())[:500]
+
+
+def _describe(exc):
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f'timeout: {exc}'
+    return f'{type(exc).__name__}: {exc}'[:500]
+
+
+def _quietly_close(conn, polite=False):
+    if polite:
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+    try:
+        conn.close()
+    except OSError:
+        pass

@@ -1,0 +1,83 @@
+"""The JSON API under /api, plus /healthz. Thin: parse, call service, answer."""
+import functools
+import json
+
+import bottle
+
+from .. import service
+from ..errors import Conflict, NotFound, Unavailable, ValidationError
+from .app import error_response, json_response
+
+
+def api_route(func):
+    """Map mailq errors to JSON answers with the right status."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except bottle.HTTPResponse:
+            raise
+        except ValidationError as exc:
+            return error_response(422, str(exc), exc.details())
+        except NotFound as exc:
+            return error_response(404, str(exc))
+        except Conflict as exc:
+            return error_response(409, str(exc))
+        except Unavailable as exc:
+            return error_response(503, str(exc), {'redis': 'unreachable'})
+    return wrapper
+
+
+def read_json(limit):
+    """The request body as JSON: 413 over `limit` bytes, 400 when malformed."""
+    request = bottle.request
+    length = request.content_length
+    if length > limit:
+        raise error_response(413, f'body larger than {limit} bytes', {'limit': limit})
+    raw = request.body.read(limit + 1)
+    if len(raw) > limit:
+        raise error_response(413, f'body larger than {limit} bytes', {'limit': limit})
+    try:
+        return json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error_response(400, f'malformed JSON: {exc}'[:300]) from None
+
+
+def install(app, rt):
+    limit = rt.config.limits.max_body_bytes
+
+    @app.post('/api/mails')
+    @api_route
+    def post_mail():
+        data = read_json(limit)
+        key = bottle.request.get_header('Idempotency-Key')
+        return json_response(202, service.send(rt, data, idempotency_key=key))
+
+    @app.post('/api/mails/batch')
+    @api_route
+    def post_batch():
+        data = read_json(limit)
+        if not isinstance(data, dict) or 'mails' not in data:
+            raise ValidationError('mails', 'body must be {"mails": [...]}')
+        accepted = service.send_batch(rt, data['mails'])
+        return json_response(202, {'ids': [m['id'] for m in accepted], 'mails': accepted})
+
+    @app.get('/api/mails/<mail_id>')
+    @api_route
+    def get_mail(mail_id):
+        return json_response(200, service.get_mail(rt, mail_id))
+
+    @app.delete('/api/mails/<mail_id>')
+    @api_route
+    def delete_mail(mail_id):
+        return json_response(200, service.cancel(rt, mail_id))
+
+    @app.get('/api/stats')
+    @api_route
+    def stats():
+        return json_response(200, service.stats(rt))
+
+    @app.get('/healthz')
+    def healthz():
+        ok, details = service.health(rt)
+        return json_response(200 if ok else 503, {'ok': ok, **details})

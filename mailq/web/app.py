@@ -1,0 +1,102 @@
+"""The Bottle application: authentication, JSON errors, and the server.
+
+Every route lives behind HTTP Basic auth (or an API token) when credentials
+are configured, except /healthz. Without credentials mailq refuses to listen
+anywhere but loopback. API errors are always JSON, never an HTML page.
+"""
+import hmac
+import ipaddress
+import json
+import logging
+import base64
+
+import bottle
+
+from ..errors import ConfigError
+
+log = logging.getLogger('mailq.web')
+PUBLIC_PATHS = ('/healthz',)
+
+
+def json_response(status, body, headers=None):
+    response = bottle.HTTPResponse(status=status, body=json.dumps(body, default=str))
+    response.content_type = 'application/json'
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def error_response(status, message, details=None, headers=None):
+    return json_response(status, {'error': message, 'details': details or {}}, headers)
+
+
+def create_app(rt):
+    """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
+    from . import api
+    app = bottle.Bottle(catchall=True, autojson=False)
+    app.config['mailq.runtime'] = rt
+    app.add_hook('before_request', lambda: check_auth(rt.config.web))
+    api.install(app, rt)
+    for code in (400, 401, 403, 404, 405, 413, 422, 500, 503):
+        app.error(code)(_json_error)
+    return app
+
+
+def _json_error(error):
+    bottle.response.content_type = 'application/json'
+    message = error.body if isinstance(error.body, str) and error.body else error.status_line
+    if error.status_code == 500:
+        if error.exception is not None:
+            log.error('unhandled error: %r', error.exception, exc_info=error.exception)
+        message = 'internal error'
+    return json.dumps({'error': message, 'details': {}})
+
+
+def check_auth(web):
+    """Basic auth or `Authorization: Bearer <api_token>`; compared in constant time."""
+    if not web.has_auth or bottle.request.path in PUBLIC_PATHS:
+        return
+    header = bottle.request.get_header('Authorization', '')
+    scheme, _, value = header.partition(' ')
+    if scheme.lower() == 'bearer' and web.api_token:
+        if hmac.compare_digest(value.strip().encode(), web.api_token.encode()):
+            return
+    elif scheme.lower() == 'basic' and web.username:
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(':')
+        except (ValueError, UnicodeDecodeError):
+            user, password = '', ''
+        user_ok = hmac.compare_digest(user.encode(), web.username.encode())
+        password_ok = hmac.compare_digest(password.encode(), web.password.encode())
+        if user_ok and password_ok:
+            return
+    raise error_response(401, 'authentication required',
+                         headers={'WWW-Authenticate': 'Basic realm="mailq", charset="UTF-8"'})
+
+
+def is_loopback(host):
+    if host in ('localhost',):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(web, host):
+    if not web.has_auth and not is_loopback(host):
+        raise ConfigError(
+            f'refusing to listen on {host} without authentication: set username and '
+            f'password (or api_token) in [web], or bind to 127.0.0.1', section='web', key='host')
+
+
+def serve(rt, host=None, port=None, threads=None):
+    """Serve the app with waitress (a production WSGI server) until interrupted."""
+    import waitress
+    web = rt.config.web
+    host, port = host or web.host, port or web.port
+    check_bind(web, host)
+    log.info('web listening on http://%s:%s/', host, port)
+    waitress.serve(create_app(rt), host=host, port=port, threads=threads or web.threads,
+                   ident='mailq', _quiet=True, max_request_body_size=rt.config.limits.max_body_bytes
+                   + 1024)

@@ -1,0 +1,164 @@
+"""The worker role: a Huey consumer that delivers mail, with graceful stop.
+
+SIGTERM and SIGINT both stop taking work and let in-flight mails finish for
+up to `[worker] shutdown_timeout` seconds; whatever is still in flight then
+goes back to its queue. A second signal stops at once (and the in-flight mails
+still go back). Redis outages are logged once and retried with backoff.
+"""
+import ctypes
+import logging
+import signal
+import socket
+import time
+
+import redis
+from huey.consumer import Consumer, Scheduler, Worker
+
+from .heartbeat import Heartbeat, reap, worker_identity, worker_info
+from .processor import Processor
+from .redisconn import persistence_warning
+from .runtime import Runtime
+from .transport import create_transport
+
+log = logging.getLogger('mailq.worker')
+PR_SET_PDEATHSIG = 1
+
+
+class MailWorker(Worker):
+    """Huey's worker loop, with a one-line log and backoff while Redis is down."""
+    redis_down = False
+
+    def initialize(self):
+        _die_with_parent()
+        super().initialize()
+
+    def loop(self, now=None):
+        try:
+            task = self.huey.dequeue()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not self.redis_down:
+                log.error('Redis unreachable (%s); retrying with backoff up to %ss',
+                          exc, self.max_delay)
+            self.redis_down = True
+            self.sleep()
+            return
+        if self.redis_down:
+            log.warning('Redis is reachable again; fetching resumes')
+            self.redis_down = False
+        self.delay = self.default_delay
+        if task is not None:
+            try:
+                self.huey.execute(task, now)
+            except Exception:
+                log.exception('unhandled error while delivering task %s', task.id)
+
+
+class DueScheduler(Scheduler):
+    """Moves due scheduled and retrying mails to their queues every `interval` seconds
+    (sub-second; Huey's own scheduler allows 1 s at the least)."""
+
+    def __init__(self, huey, stop_flag, interval, periodic):
+        super().__init__(huey, stop_flag, 1, False)
+        self.interval = interval
+        self.failing = False
+
+    def loop(self, now=None):
+        start = time.monotonic()
+        try:
+            self.huey.storage.read_schedule(None)
+            self.failing = False
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.failing = True     # the worker loop logs the outage
+        except Exception:
+            log.exception('moving due mails failed')
+        self.sleep_for_interval(start, self.interval if not self.failing else 1.0)
+
+
+class MailConsumer(Consumer):
+    worker_class = MailWorker
+    scheduler_class = DueScheduler
+
+    def __init__(self, huey, scheduler_interval, **options):
+        self._mailq_interval = scheduler_interval
+        super().__init__(huey, periodic=False, initial_delay=0.1, backoff=2, max_delay=10,
+                         **options)
+        both_graceful = (False, True)
+        self._signal_actions = {signal.SIGTERM: both_graceful, signal.SIGINT: both_graceful}
+
+    def _create_scheduler(self):
+        return DueScheduler(self.huey, self.stop_flag, self._mailq_interval, False)
+
+
+def _die_with_parent():
+    """Forked workers (-k process) must not outlive a killed parent: ask Linux to kill them."""
+    try:
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_worker(config, concurrency=None, queues=None, worker_type=None):
+    """Run a worker until it is stopped by a signal (or a 'stop' command)."""
+    cfg = config.worker
+    concurrency = concurrency or cfg.concurrency
+    queues = queues or list(cfg.queues)
+    worker_type = worker_type or cfg.worker_type
+    transport = create_transport(config.smtp)
+    processor = Processor(None, transport, cfg, config.log, None)
+    rt = Runtime(config, processor)
+    processor.store = rt.store
+    processor.new_task = rt.new_task
+    worker_id = worker_identity()
+    processor.worker_id = worker_id
+    rt.huey.storage.bind_worker(worker_id, queues)
+
+    _startup_checks(rt)
+    host = socket.gethostname()
+    heartbeat = Heartbeat(rt.store, worker_id, worker_info(host, concurrency, queues, worker_type),
+                          cfg, on_quiet=rt.huey.storage.quiet.set)
+    consumer = MailConsumer(rt.huey, scheduler_interval=cfg.scheduler_interval,
+                            workers=concurrency, worker_type=worker_type,
+                            shutdown_timeout=cfg.shutdown_timeout)
+    log.info('worker %s: %d %s worker(s), queues %s, transport %s', worker_id, concurrency,
+             worker_type, ', '.join(f'{q},{w}' if w else q for q, w in queues),
+             config.smtp.transport)
+    _beat_once(heartbeat)
+    heartbeat.start()
+    try:
+        consumer.run()
+    finally:
+        heartbeat.stop()
+        _return_in_flight(rt, worker_id)
+        transport.close(polite=True)
+    return 0
+
+
+def _startup_checks(rt):
+    try:
+        warning = persistence_warning(rt.redis)
+        if warning:
+            log.warning(warning)
+        reap(rt.store, timeout=rt.config.worker.heartbeat_timeout,
+             local_host=socket.gethostname())
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.error('Redis unreachable at start (%s); the worker will keep trying', exc)
+
+
+def _beat_once(heartbeat):
+    try:
+        heartbeat.beat()
+    except (redis.ConnectionError, redis.TimeoutError):
+        pass
+
+
+def _return_in_flight(rt, worker_id):
+    for attempt in range(5):
+        try:
+            count = rt.store.requeue_worker(worker_id)
+            if count:
+                log.warning('returned %d unfinished mail(s) to their queues', count)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error('cannot return in-flight mails yet (%s); a live worker will, '
+                      'after the heartbeat timeout', exc)
+            time.sleep(1)
