@@ -88,3 +88,22 @@ def mailq_ini(tmp_ini, redis_url, smtp_server):
               'timeout': '5', 'from': 'mailq@example.com'},
         templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
     )
+
+
+@pytest.fixture
+def web(mailq_ini):
+    """The mailq web app (API) on a free port, wired to the private Redis and SMTP server."""
+    from support.mailq_app import WebApp
+    app = WebApp(mailq_ini)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def worker(mailq_ini):
+    """A `mailq worker -w 4` subprocess; stopped (SIGTERM) after the test."""
+    from support.mailq_app import start_worker
+    from support.procs import stop_process
+    proc = start_worker(mailq_ini, '-w', '4')
+    yield proc
+    stop_process(proc)

@@ -33,7 +33,8 @@ def error_response(status, message, details=None, headers=None):
 def create_app(rt):
     """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
     from . import api
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
     api.install(app, rt)
