@@ -1,0 +1,187 @@
+"""From the API through a real worker process to a real SMTP server, and back into the record."""
+import email
+import email.policy
+import time
+
+import pytest
+
+from support.mailq_app import WebApp, start_worker, stop_process
+from support.procs import REPO_ROOT, read_log
+
+MAIL = {'to': 'ann@example.com', 'subject': 'Hello', 'text': 'Hi Ann'}
+
+
+def wait_status(web, mail_id, wanted, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        mail = web.get(f'/api/mails/{mail_id}')[2]
+        if mail['status'] == wanted:
+            return mail
+        if time.monotonic() > deadline:
+            raise AssertionError(f'mail {mail_id} is {mail["status"]}, not {wanted}: {mail}')
+        time.sleep(0.05)
+
+
+def test_mail_is_delivered_with_its_message_id(web, worker, smtp_server):
+    mail_id = web.post('/api/mails', {'to': ['ann@example.com', 'Bob <bob@example.com>'],
+                                      'bcc': 'audit@example.com', 'template': 'welcome',
+                                      'context': {'name': 'Ann', 'url': 'https://x.test/'},
+                                      'reply_to': 'help@example.com',
+                                      'headers': {'X-Campaign': 'launch'}})[2]['id']
+    received = smtp_server.wait_for(1)[0]
+    mail = wait_status(web, mail_id, 'sent')
+    assert received.message_id == mail['message_id']
+    assert received.mail_from == 'mailq@example.com'
+    assert sorted(received.rcpt_tos) == ['ann@example.com', 'audit@example.com', 'bob@example.com']
+    msg = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert msg.get_content_type() == 'multipart/alternative'
+    assert msg['Bcc'] is None and msg['Reply-To'] == 'help@example.com'
+    assert msg['X-Campaign'] == 'launch' and msg['Date']
+    assert mail['attempts'] == 1 and mail['sent_at'] and mail['history'][0]['code'] == 250
+    assert mail['history'][0]['outcome'] == 'sent'
+
+
+def test_4xx_is_retried_then_sent(web, worker, smtp_server):
+    smtp_server.fail_data(451, '4.3.0 Try again later', times=1)
+    mail_id = web.post('/api/mails', MAIL)[2]['id']
+    mail = wait_status(web, mail_id, 'retrying', timeout=10)
+    assert mail['last_error'].startswith('451') and mail['next_attempt_at']
+    mail = wait_status(web, mail_id, 'sent', timeout=15)
+    assert [a['outcome'] for a in mail['history']] == ['retrying', 'sent']
+    assert [a['code'] for a in mail['history']] == [451, 250]
+    received = smtp_server.wait_for(1)
+    assert len(received) == 1 and received[0].message_id == mail['message_id']
+    stats = web.get('/api/stats')[2]
+    assert stats['processed'] == 2 and stats['failed'] == 1
+
+
+def test_5xx_is_dead_at_once(web, worker, smtp_server):
+    smtp_server.fail_data(554, '5.7.1 Rejected by policy', times=1)
+    mail_id = web.post('/api/mails', MAIL)[2]['id']
+    mail = wait_status(web, mail_id, 'dead')
+    assert mail['attempts'] == 1
+    assert mail['last_error'] == '554 5.7.1 Rejected by policy'
+    assert web.get('/api/stats')[2]['dead'] == 1
+    time.sleep(1.5)   # the retry curve of the test config would have retried by now
+    assert web.get(f'/api/mails/{mail_id}')[2]['attempts'] == 1
+    assert smtp_server.messages == []
+
+
+def test_exhausted_retries_end_dead(tmp_ini, redis_url, smtp_server):
+    ini = tmp_ini(redis={'url': redis_url},
+                  worker={'max_retries': '2', 'retry_base': '0.2', 'retry_max_delay': '0.5'},
+                  smtp={'transport': 'smtp', 'port': str(smtp_server.port), 'timeout': '5'},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    smtp_server.fail_data(421, '4.4.2 Closing', times=10)
+    web, proc = WebApp(ini), start_worker(ini, '-w', '2')
+    try:
+        mail = wait_status(web, web.post('/api/mails', MAIL)[2]['id'], 'dead', timeout=20)
+        assert mail['attempts'] == 3
+        assert [a['outcome'] for a in mail['history']] == ['retrying', 'retrying', 'dead']
+    finally:
+        stop_process(proc)
+        web.close()
+
+
+def test_partial_refusal_is_recorded_per_recipient(web, worker, smtp_server):
+    smtp_server.fail_rcpt('gone@example.com', 550, '5.1.1 No such user')
+    mail_id = web.post('/api/mails', {**MAIL, 'to': ['ann@example.com', 'gone@example.com']})[2]['id']
+    mail = wait_status(web, mail_id, 'sent')
+    assert mail['history'][0]['refused'] == {'gone@example.com': [550, '5.1.1 No such user']}
+    assert 'gone@example.com' in mail['last_error']
+    assert smtp_server.wait_for(1)[0].rcpt_tos == ['ann@example.com']
+
+
+def test_scheduled_mail_goes_out_on_time(web, worker, smtp_server):
+    started = time.time()
+    body = web.post('/api/mails', {**MAIL, 'delay': 2})[2]
+    assert body['status'] == 'scheduled'
+    assert web.get(f'/api/mails/{body["id"]}')[2]['status'] == 'scheduled'
+    received = smtp_server.wait_for(1, timeout=10)[0]
+    late = received.received_at - (started + 2)
+    assert 0 <= late < 1.5, f'{late:.3f}s late'
+
+
+def test_cancelled_scheduled_mail_is_never_sent(web, worker, smtp_server):
+    mail_id = web.post('/api/mails', {**MAIL, 'delay': 1})[2]['id']
+    assert web.request('DELETE', f'/api/mails/{mail_id}')[0] == 200
+    sent_id = web.post('/api/mails', MAIL)[2]['id']
+    wait_status(web, sent_id, 'sent')
+    time.sleep(1.5)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [['ann@example.com']]
+    assert web.get(f'/api/mails/{mail_id}')[2]['status'] == 'cancelled'
+    status, _, body = web.request('DELETE', f'/api/mails/{sent_id}')
+    assert status == 409 and 'already sent' in body['error']
+
+
+@pytest.mark.parametrize('security', ['starttls', 'tls'])
+def test_tls_and_auth(tmp_ini, redis_url, smtp_factory, security):
+    server = smtp_factory(security=security, auth=('mailer', 'pa55word'),
+                          require_starttls=security == 'starttls')
+    ini = tmp_ini(redis={'url': redis_url},
+                  smtp={'transport': 'smtp', 'port': str(server.port), 'security': security,
+                        'username': 'mailer', 'password': 'pa55word', 'ca_file': server.ca_file,
+                        'timeout': '5', 'from': 'mailq@example.com'},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    web, proc = WebApp(ini), start_worker(ini, '-w', '2')
+    try:
+        mail_id = web.post('/api/mails', MAIL)[2]['id']
+        wait_status(web, mail_id, 'sent')
+        assert len(server.wait_for(1)) == 1
+    finally:
+        stop_process(proc)
+        web.close()
+    assert 'pa55word' not in read_log(proc)
+
+
+def test_wrong_password_is_dead_with_535(tmp_ini, redis_url, smtp_factory):
+    server = smtp_factory(security='starttls', auth=('mailer', 'right'))
+    ini = tmp_ini(redis={'url': redis_url},
+                  smtp={'transport': 'smtp', 'port': str(server.port), 'security': 'starttls',
+                        'username': 'mailer', 'password': 'wrong-secret',
+                        'ca_file': server.ca_file, 'timeout': '5'},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    web, proc = WebApp(ini), start_worker(ini, '-w', '1')
+    try:
+        mail = wait_status(web, web.post('/api/mails', MAIL)[2]['id'], 'dead')
+        assert mail['history'][0]['code'] == 535
+    finally:
+        stop_process(proc)
+        web.close()
+    assert 'wrong-secret' not in read_log(proc)
+
+
+def test_outbox_transport_keeps_mail_and_sends_nothing(tmp_ini, redis_url, redis_client,
+                                                       smtp_server):
+    ini = tmp_ini(redis={'url': redis_url}, smtp={'transport': 'outbox'},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    web, proc = WebApp(ini), start_worker(ini, '-w', '2')
+    try:
+        mail_id = web.post('/api/mails', MAIL)[2]['id']
+        mail = wait_status(web, mail_id, 'sent')
+        assert mail['history'][0]['reply'] == '250 kept in outbox'
+        assert redis_client.zscore('mailq:outbox', mail_id) is not None
+        assert redis_client.ttl(f'mailq:m:{mail_id}') == -1   # kept while in the outbox
+    finally:
+        stop_process(proc)
+        web.close()
+    assert smtp_server.messages == []
+
+
+def test_worker_serves_queues_in_strict_order(tmp_ini, redis_url, smtp_server):
+    ini = tmp_ini(redis={'url': redis_url},
+                  smtp={'transport': 'smtp', 'port': str(smtp_server.port), 'timeout': '5'},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    web = WebApp(ini)
+    for i in range(5):
+        web.post('/api/mails', {**MAIL, 'to': f'low{i}@example.com', 'queue': 'default'})
+    for i in range(5):
+        web.post('/api/mails', {**MAIL, 'to': f'high{i}@example.com', 'queue': 'mailers'})
+    proc = start_worker(ini, '-w', '1', '-q', 'mailers', '-q', 'default')
+    try:
+        received = smtp_server.wait_for(10)
+    finally:
+        stop_process(proc)
+        web.close()
+    order = [m.rcpt_tos[0][:3] for m in received]
+    assert order == ['hig'] * 5 + ['low'] * 5
