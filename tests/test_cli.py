@@ -1,0 +1,103 @@
+"""The CLI roles as subprocesses: send, stats, check, web, worker, run, and their errors."""
+import json
+import signal
+import time
+
+from support.mailq_app import run_cli
+from support.procs import PYTHON, REPO_ROOT, free_port, start_process, stop_process, wait_http, read_log
+
+
+def test_send_prints_the_id_and_stats_count_it(mailq_ini, redis_client):
+    result = run_cli(mailq_ini, 'send', '--to', 'ann@example.com', '--template', 'welcome',
+                     '--context', '{"name": "Ann"}', '--queue', 'default')
+    assert result.returncode == 0, result.stderr
+    mail_id = result.stdout.strip()
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
+    result = run_cli(mailq_ini, 'send', '--to', 'bob@example.com', '--subject', 'Hi',
+                     '--text', 'Hello', '--at', '2099-01-01T00:00:00+00:00')
+    assert result.returncode == 1 and 'send_at' in result.stderr
+    stats = json.loads(run_cli(mailq_ini, 'stats').stdout)
+    assert stats['enqueued'] == 1 and stats['queues']['default'] == 1
+
+
+def test_send_with_bad_input_says_which_field(mailq_ini):
+    result = run_cli(mailq_ini, 'send', '--to', 'nobody', '--subject', 's', '--text', 't')
+    assert result.returncode == 1
+    assert 'invalid mail: to:' in result.stderr and 'Traceback' not in result.stderr
+    result = run_cli(mailq_ini, 'send', '--to', 'a@example.com', '--template', 'welcome',
+                     '--context', '{not json')
+    assert result.returncode == 1 and 'context' in result.stderr
+
+
+def test_check_passes_and_fails_clearly(mailq_ini, tmp_ini):
+    result = run_cli(mailq_ini, 'check')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'redis' in result.stdout and 'templates' in result.stdout
+    bad = tmp_ini(name='bad.ini', redis={'url': f'redis://127.0.0.1:{free_port()}/0'},
+                  smtp={'transport': 'smtp', 'port': str(free_port())},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    result = run_cli(bad, 'check')
+    assert result.returncode == 1
+    assert 'FAIL unreachable' in result.stdout and 'cannot reach' in result.stdout
+
+
+def test_config_errors_name_file_section_and_key(tmp_ini):
+    ini = tmp_ini(worker={'concurrency': 'lots'})
+    result = run_cli(ini, 'stats')
+    assert result.returncode == 2
+    assert f'{ini}:[worker]:concurrency' in result.stderr and 'lots' in result.stderr
+    ini = tmp_ini(name='b.ini', smtp={'security': 'ssl'})
+    result = run_cli(ini, 'check')
+    assert '[smtp]:security' in result.stderr and 'none | starttls | tls' in result.stderr
+    result = run_cli(REPO_ROOT / 'no-such.ini', 'stats')
+    assert result.returncode == 2 and 'config file not found' in result.stderr
+
+
+def test_web_refuses_public_bind_without_auth(mailq_ini):
+    result = run_cli(mailq_ini, 'web', '--host', '0.0.0.0', '--port', str(free_port()), timeout=20)
+    assert result.returncode == 2
+    assert 'refusing to listen on 0.0.0.0 without authentication' in result.stderr
+
+
+def test_web_and_worker_processes_deliver(mailq_ini, smtp_server):
+    port = free_port()
+    web = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'web', '-c', mailq_ini, '--port', port])
+    worker = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'worker', '-c', mailq_ini, '-w', '3'])
+    try:
+        wait_http(f'http://127.0.0.1:{port}/healthz')
+        import urllib.request
+        req = urllib.request.Request(
+            f'http://127.0.0.1:{port}/api/mails', method='POST',
+            data=json.dumps({'to': 'ann@example.com', 'subject': 's', 'text': 't'}).encode())
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 202
+        assert len(smtp_server.wait_for(1)) == 1
+    finally:
+        assert stop_process(worker, signal.SIGTERM) == 0
+        stop_process(web, signal.SIGTERM)
+    assert 'keeps nothing on disk' in read_log(worker)
+
+
+def test_run_serves_api_and_delivers(mailq_ini, smtp_server):
+    port = free_port()
+    proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'run', '-c', mailq_ini, '--port', port,
+                          '-w', '2'])
+    try:
+        wait_http(f'http://127.0.0.1:{port}/healthz')
+        result = run_cli(mailq_ini, 'send', '--to', 'ann@example.com', '--subject', 's',
+                         '--text', 't')
+        assert result.returncode == 0
+        assert len(smtp_server.wait_for(1)) == 1
+    finally:
+        assert stop_process(proc, signal.SIGINT) == 0
+
+
+def test_help_lists_every_role():
+    import subprocess
+    out = subprocess.run([PYTHON, str(REPO_ROOT / 'mailq.py'), '--help'], capture_output=True,
+                         text=True).stdout
+    for role in ('web', 'worker', 'run', 'send', 'stats', 'check'):
+        assert role in out
+    out = subprocess.run([PYTHON, str(REPO_ROOT / 'mailq.py'), 'worker', '--help'],
+                         capture_output=True, text=True).stdout
+    assert '-w N' in out and 'QUEUE[,WEIGHT]' in out and '{thread,process}' in out
