@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test clean
+.PHONY: venv run test dist clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ run: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+
+# dist/mailq.pyz: one file that runs with a plain system Python 3.11+ (scripts/build_pyz.py).
+dist: venv
+	$(VENV)/bin/python scripts/build_pyz.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts

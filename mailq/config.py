@@ -191,7 +191,7 @@ class WebConfig:
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    path: object = Path('templates/mail')
+    path: object = None           # None: the templates shipped with mailq
 
     _parse = {'path': _path}
 

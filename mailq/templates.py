@@ -1,14 +1,18 @@
 """Mail templates: Jinja2 files rendered once, when a mail is accepted.
 
 A template NAME is up to three files in `[templates] path`: NAME.subject,
-NAME.txt and NAME.html. HTML is autoescaped, text and subject are not.
-Rendering runs in Jinja2's sandbox with a time budget, because the context
-comes from the request.
+NAME.txt and NAME.html. HTML is autoescaped, text and subject are not. With
+no path, the templates shipped with mailq are used (templates/mail of the
+source tree, which the wheel and dist/mailq.pyz carry inside). Rendering
+runs in Jinja2's sandbox with a time budget, because the context comes from
+the request.
 """
 import time
+from importlib import resources
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import (FileSystemLoader, FunctionLoader, StrictUndefined, TemplateError,
+                    TemplateNotFound)
 from jinja2.sandbox import SandboxedEnvironment
 
 PARTS = ('subject', 'txt', 'html')
@@ -29,21 +33,35 @@ class Deadline:
             raise RenderError('render took too long')
 
 
+def builtin_templates(kind):
+    """The shipped templates of one kind ('mail', 'dashboard'): a directory in a
+    checkout or a wheel, a zip member inside mailq.pyz."""
+    return resources.files('mailq').joinpath('_templates', kind)
+
+
+def template_loader(root):
+    """A Jinja2 loader for a directory on disk or inside a zip."""
+    if isinstance(root, Path):
+        return FileSystemLoader(str(root))
+    return FunctionLoader(lambda name: root.joinpath(name).read_text(encoding='utf-8')
+                          if root.joinpath(name).is_file() else None)
+
+
 class MailTemplates:
     def __init__(self, path, render_timeout=2.0):
-        self.path = Path(path) if path else None
+        self.path = Path(path) if path else builtin_templates('mail')
         self.render_timeout = render_timeout
         self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(self.path)) if self.path else None,
+            loader=template_loader(self.path),
             autoescape=lambda name: bool(name) and name.endswith('.html'),
             undefined=StrictUndefined, keep_trailing_newline=False, auto_reload=False)
 
     def names(self):
         """Every template name that has at least a subject or a body file."""
-        if not self.path or not self.path.is_dir():
+        if not self.path.is_dir():
             return []
         return sorted({p.name.rsplit('.', 1)[0] for p in self.path.iterdir()
-                       if p.is_file() and p.suffix.lstrip('.') in PARTS})
+                       if p.is_file() and p.name.rsplit('.', 1)[-1] in PARTS})
 
     def exists(self, name):
         return name in self.names()

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Build dist/mailq.pyz: mailq and its dependencies in one file for a plain Python 3.11+.
+
+    python3 scripts/build_pyz.py [--output dist/mailq.pyz]
+
+pip installs mailq (with its templates and Lua scripts, as package data) and
+every dependency into a staging directory; the standard `zipapp` module packs
+it. Only pure Python goes in: zipimport cannot load compiled extensions, and
+the one optional speed-up we pull in (markupsafe's) has a pure fallback.
+"""
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipapp
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = '''import sys
+
+from mailq.cli import main
+
+sys.exit(main())
+'''
+# Dependencies that pip's markers skip on the building Python but an older target needs:
+# redis-py wants async-timeout below Python 3.11.3 (Debian 12 ships 3.11.2).
+TARGET_EXTRAS = ('async-timeout>=4.0.3',)
+DROP_DIRS = ('bin', '__pycache__')
+DROP_SUFFIXES = ('.so', '.pyd', '.pyc')
+
+
+def install(staging):
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-compile',
+                    '--disable-pip-version-check', '--no-warn-script-location',
+                    '--target', str(staging), str(ROOT), *TARGET_EXTRAS], check=True)
+
+
+def prune(staging):
+    """Drop what cannot run from a zip or is not needed to run."""
+    for path in sorted(staging.rglob('*'), reverse=True):
+        if path.is_dir() and path.name in DROP_DIRS:
+            shutil.rmtree(path)
+        elif path.is_file() and path.suffix in DROP_SUFFIXES:
+            path.unlink()
+
+
+def check(staging):
+    """Fail the build, not the first start, when something is missing."""
+    for part in ('mailq/lua/claim.lua', 'mailq/_templates/mail'):
+        if not (staging / part).exists():
+            raise SystemExit(f'build_pyz: {part} is missing from the build')
+
+
+def build(output):
+    with tempfile.TemporaryDirectory(prefix='mailq-pyz-') as tmp:
+        staging = Path(tmp) / 'app'
+        install(staging)
+        prune(staging)
+        check(staging)
+        (staging / '__main__.py').write_text(MAIN)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        zipapp.create_archive(staging, output, interpreter='/usr/bin/env python3',
+                              compressed=True)
+    return output
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--output', type=Path, default=ROOT / 'dist' / 'mailq.pyz')
+    output = build(parser.parse_args().output)
+    print(f'built {output} ({output.stat().st_size // 1024} KiB)')
+
+
+if __name__ == '__main__':
+    main()
