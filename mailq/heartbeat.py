@@ -67,6 +67,32 @@ def reap(store, now=None, timeout=5.0, local_host=None):
     return reaped
 
 
+def release_orphans(store, worker_id, suspects):
+    """Return in-flight tasks that no thread of this worker holds (their fetch or claim
+    reply was lost, e.g. to a Redis restart). A task counts as orphaned when it was
+    unclaimed at two sweeps in a row; claim.lua refuses a task no longer in flight.
+    Returns the tasks that are suspects now."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.lrange(keys.inflight(worker_id), 0, -1)
+    pipe.hvals(keys.busy(worker_id))
+    tasks, busy = pipe.execute()
+    held = {json.loads(entry)['id'] for entry in busy}
+    unclaimed = set()
+    for task in tasks:
+        message = json.loads(task)
+        if message['args'][0] in held:
+            continue
+        if task in suspects:
+            queue = message.get('kwargs', {}).get('queue') or store.worker_config.default_queue
+            if store.release(message['args'][0], task, queue, worker_id, ''):
+                log.warning('mail %s was in flight with no thread on it; returned to %s',
+                            message['args'][0], queue)
+        else:
+            unclaimed.add(task)
+    return unclaimed
+
+
 class Heartbeat(threading.Thread):
     """Beats, runs commands (quiet, stop) and reaps, until stopped."""
 
@@ -81,6 +107,7 @@ class Heartbeat(threading.Thread):
         self.stopping = threading.Event()
         self.redis_down = False
         self.quiet = False
+        self.suspects = set()
 
     def beat(self, now=None):
         keys, client = self.store.keys, self.store.redis
@@ -108,6 +135,7 @@ class Heartbeat(threading.Thread):
             try:
                 self.beat()
                 reap(self.store, timeout=self.cfg.heartbeat_timeout)
+                self.suspects = release_orphans(self.store, self.worker_id, self.suspects)
                 if self.redis_down:
                     log.warning('Redis is reachable again')
                 self.redis_down = False

@@ -10,6 +10,8 @@ import os
 import threading
 import time
 
+import redis
+
 from .retry import gives_up, retry_delay
 from .transport import Delivery
 
@@ -30,7 +32,13 @@ class Processor:
 
     def process(self, mail_id, queue, task):
         busy = self.busy_field()
-        claim = self.store.claim(mail_id, task, self.worker_id, busy)
+        try:
+            claim = self.store.claim(mail_id, task, self.worker_id, busy)
+        except REDIS_DOWN:
+            # Nothing was sent: give the task back as soon as Redis answers again.
+            _until_redis_answers(lambda: self.store.release(mail_id, task, queue, self.worker_id, busy),
+                                 f'return mail {mail_id} to its queue')
+            return None
         if claim is None:
             log.info('mail %s skipped: cancelled, sent or re-planned meanwhile', mail_id)
             return None
@@ -52,9 +60,13 @@ class Processor:
         if delivery.ok and delivery.refused:
             last_error = 'some recipients refused: ' + ', '.join(
                 f'{rcpt} ({code})' for rcpt, (code, _) in delivery.refused.items())
-        self.store.finish(mail_id, task, self.worker_id, busy, outcome, attempt,
-                          last_error=last_error, next_at=next_at, new_task=new_task,
-                          outbox=getattr(self.transport, 'keeps_mail', False))
+        # The mail went out (or failed): its outcome must be recorded, however long
+        # Redis is away, or the mail would be sent again.
+        _until_redis_answers(lambda: self.store.finish(
+            mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
+            next_at=next_at, new_task=new_task,
+            outbox=getattr(self.transport, 'keeps_mail', False)),
+            f'record the outcome of mail {mail_id}')
         self._log(mail_id, queue, recipients, outcome, delivery, duration)
         return outcome
 
@@ -76,3 +88,20 @@ class Processor:
         log.log(level, 'delivery mail=%s queue=%s to=%s outcome=%s code=%s duration_ms=%.1f%s',
                 mail_id, queue, to, outcome, delivery.code or '-', duration * 1000,
                 '' if delivery.ok else f' reply="{delivery.outcome_text[:200]}"')
+
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _until_redis_answers(action, what, max_delay=5.0):
+    """Run `action`, retrying with backoff while Redis is unreachable."""
+    delay, logged = 0.2, False
+    while True:
+        try:
+            return action()
+        except REDIS_DOWN as exc:
+            if not logged:
+                log.error('Redis unreachable (%s); will %s when it is back', exc, what)
+                logged = True
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)

@@ -13,6 +13,8 @@ from importlib import resources
 
 STATES = ('queued', 'scheduled', 'sending', 'sent', 'retrying', 'dead', 'cancelled')
 FINAL_STATES = ('sent', 'dead', 'cancelled')
+# Upper bounds (seconds) of the delivery duration histogram that /metrics exposes.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Keys:
@@ -63,6 +65,15 @@ def _load_script(client, name):
     return client.register_script(source)
 
 
+def delivery_metric_fields(attempt):
+    """(outcome:code class, histogram bucket, seconds) of one attempt, for finish.lua."""
+    code = int(attempt.get('code') or 0)
+    code_class = f'{code // 100}xx' if 200 <= code < 600 else 'none'
+    duration = float(attempt.get('duration') or 0)
+    le = next((str(b) for b in DURATION_BUCKETS if duration <= b), '+Inf')
+    return f"{attempt['outcome']}:{code_class}", le, duration
+
+
 def today(now=None):
     return datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).strftime('%Y-%m-%d')
 
@@ -77,7 +88,7 @@ class Store:
         self.limits = config.limits
         self.outbox_max = config.smtp.outbox_max
         self.scripts = {name: _load_script(client, name) for name in
-                        ('accept', 'fetch', 'claim', 'finish', 'due', 'requeue', 'cancel')}
+                        ('accept', 'fetch', 'claim', 'finish', 'due', 'requeue', 'cancel', 'release')}
 
     # -- accept
 
@@ -136,9 +147,18 @@ class Store:
         return self.scripts['finish'](
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
-                  keys.stat('processed', day), keys.stat('failed', day), target],
+                  keys.stat('processed', day), keys.stat('failed', day), target,
+                  keys.stat('deliveries'), keys.stat('duration')],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
-                  new_task, keep, trim_count, trim_before, keys.record('')])
+                  new_task, keep, trim_count, trim_before, keys.record(''),
+                  *delivery_metric_fields(attempt)])
+
+    def release(self, mail_id, task, queue, worker_id, busy_field):
+        """Give a fetched but unclaimed task back to the front of its queue."""
+        keys = self.keys
+        return self.scripts['release'](
+            keys=[keys.inflight(worker_id), keys.busy(worker_id), keys.queue(queue),
+                  keys.wake(queue), keys.record(mail_id)], args=[task, busy_field])
 
     def move_due(self, now=None, limit=1000):
         return self.scripts['due'](keys=[self.keys.schedule, self.keys.retry],

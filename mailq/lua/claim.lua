@@ -2,6 +2,9 @@
 -- sent, or re-planned since this task was queued). A stale task is acknowledged and dropped.
 -- KEYS: record, in-flight list, busy hash
 -- ARGV: task, worker id, busy field, now
+if not redis.call('LPOS', KEYS[2], ARGV[1]) then
+  return false   -- no longer ours: returned to its queue as an orphan meanwhile
+end
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'attempts',
                      'queue', 'subject', 'to')
 if not f[1] or f[1] ~= ARGV[1] or f[2] == 'sent' or f[2] == 'dead' or f[2] == 'cancelled' then

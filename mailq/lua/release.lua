@@ -1,0 +1,15 @@
+-- Give a fetched task back to the front of its queue (used when its claim could not
+-- be confirmed). Does nothing if the task is no longer in this worker's in-flight list.
+-- KEYS: in-flight list, busy hash, queue list, wake list, record
+-- ARGV: task, busy field
+redis.call('HDEL', KEYS[2], ARGV[2])
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+local f = redis.call('HMGET', KEYS[5], 'task', 'status')
+if f[1] ~= ARGV[1] then return 0 end
+if f[2] == 'sending' then
+  redis.call('HSET', KEYS[5], 'status', 'queued')
+end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, 99)
+return 1
