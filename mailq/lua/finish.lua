@@ -1,16 +1,22 @@
 -- Record the outcome of one delivery attempt and acknowledge its task, atomically:
 -- a mail leaves the in-flight list only when its outcome is in its record.
 -- KEYS: record, attempt log, in-flight list, busy hash, processed, failed,
---       processed today, failed today, outcome set (retry / dead / outbox zset, or '')
+--       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
+--       deliveries hash (metrics), duration histogram hash (metrics)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'), now, attempt json,
 --       last error, score for the outcome set, new task (retrying), keep seconds (sent),
---       trim: max members of the outcome set, trim: min score to keep, record key prefix
+--       trim: max members of the outcome set, trim: min score to keep, record key prefix,
+--       metrics: outcome:code class field, duration bucket field, duration seconds
 redis.call('LREM', KEYS[3], 1, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[2])
 if redis.call('HGET', KEYS[1], 'task') ~= ARGV[1] then
   return 0
 end
 local day_ttl = 200 * 86400
+-- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
+redis.call('HINCRBY', KEYS[10], ARGV[13], 1)
+redis.call('HINCRBY', KEYS[11], ARGV[14], 1)
+redis.call('HINCRBYFLOAT', KEYS[11], 'sum', ARGV[15])
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('INCR', KEYS[5])
 redis.call('INCR', KEYS[7])

@@ -32,12 +32,13 @@ def error_response(status, message, details=None, headers=None):
 
 def create_app(rt):
     """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
-    from . import api
+    from . import api, metrics_route
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
     api.install(app, rt)
+    metrics_route.install(app, rt)
     for code in (400, 401, 403, 404, 405, 413, 422, 500, 503):
         app.error(code)(_json_error)
     return app
