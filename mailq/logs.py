@@ -14,11 +14,19 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record):
         if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, '***')
-            record.msg, record.args = message, None
+            record.msg, record.args = self.redact(record.getMessage()), None
+            if record.exc_info:   # exception texts can carry secrets too (URLs, replies)
+                record.exc_text = self.redact(_PLAIN.formatException(record.exc_info))
+                record.exc_info = None
         return True
+
+    def redact(self, text):
+        for secret in self.secrets:
+            text = text.replace(secret, '***')
+        return text
+
+
+_PLAIN = logging.Formatter()
 
 
 class JSONFormatter(logging.Formatter):
@@ -26,8 +34,8 @@ class JSONFormatter(logging.Formatter):
         entry = {'time': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created)),
                  'level': record.levelname.lower(), 'logger': record.name,
                  'message': record.getMessage()}
-        if record.exc_info:
-            entry['exception'] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry['exception'] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
