@@ -4,8 +4,10 @@
     mailq worker [-w N] [-q QUEUE[,WEIGHT]]... [-k thread|process]
     mailq run
     mailq send --to ADDR [--template NAME --context JSON | --subject S --text T] [--at ISO] [--queue Q]
+    mailq send --csv FILE --template NAME [--key-column COLUMN] [--context JSON] [--at ISO] [--queue Q]
     mailq stats
     mailq check
+    mailq cron [run|pause|resume NAME] [--json]
 """
 import argparse
 import json
@@ -40,8 +42,13 @@ def build_parser():
     run.add_argument('--ensure-redis', action='store_true',
                      help='if no Redis answers at [redis] url, start a private one under ./var')
 
-    send = sub.add_parser('send', parents=[common], help='enqueue one mail; prints its id')
-    send.add_argument('--to', required=True, action='append', help='recipient (repeatable)')
+    send = sub.add_parser('send', parents=[common],
+                          help='enqueue one mail (prints its id), or one per CSV row')
+    send.add_argument('--to', action='append', help='recipient (repeatable; not with --csv)')
+    send.add_argument('--csv', metavar='FILE', help='one mail per row, with --template: columns '
+                      'are the context, a "to" or "email" column the recipient')
+    send.add_argument('--key-column', metavar='COLUMN', help='with --csv: the column that '
+                      'identifies a row for idempotent re-runs (default: the whole row)')
     send.add_argument('--template', help='mail template name')
     send.add_argument('--context', default=None, help='template context as a JSON object')
     send.add_argument('--subject')
@@ -54,6 +61,12 @@ def build_parser():
     sub.add_parser('stats', parents=[common], help='counts per state and per queue (JSON)')
     sub.add_parser('check', parents=[common],
                    help='validate config, reach Redis and SMTP, render every template')
+    cron = sub.add_parser('cron', parents=[common],
+                          help='list cron jobs; or run, pause or resume one by NAME')
+    cron.add_argument('action', nargs='?', choices=('list', 'run', 'pause', 'resume'),
+                      default='list')
+    cron.add_argument('name', nargs='?', help='job name (the NAME of [cron:NAME])')
+    cron.add_argument('--json', action='store_true', help='print JSON instead of a table')
     return parser
 
 
@@ -120,6 +133,10 @@ def cmd_run(config, args):
 def cmd_send(config, args):
     from . import service
     from .runtime import Runtime
+    if args.csv:
+        return cmd_send_csv(config, args)
+    if not args.to:
+        raise ValidationError('to', 'is required (--to ADDR, or --csv FILE)')
     data = {'to': args.to}
     for field, value in (('template', args.template), ('subject', args.subject),
                          ('text', args.text), ('html', args.html), ('from', args.sender),
@@ -127,12 +144,36 @@ def cmd_send(config, args):
         if value is not None:
             data[field] = value
     if args.context is not None:
-        try:
-            data['context'] = json.loads(args.context)
-        except ValueError as exc:
-            raise ValidationError('context', f'not valid JSON: {exc}') from None
+        data['context'] = _json_context(args.context)
     result = service.send(Runtime(config), data)
     print(result['id'])
+
+
+def _json_context(text):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError('context', f'not valid JSON: {exc}') from None
+
+
+def cmd_send_csv(config, args):
+    from .bulk import enqueue_csv
+    from .runtime import Runtime
+    for flag, value in (('--to', args.to), ('--subject', args.subject), ('--text', args.text),
+                        ('--html', args.html)):
+        if value is not None:
+            raise ValidationError(flag.lstrip('-'), 'not with --csv (use a template)')
+    if not args.template:
+        raise ValidationError('template', '--csv needs --template NAME')
+    context = _json_context(args.context) if args.context is not None else None
+    if context is not None and not isinstance(context, dict):
+        raise ValidationError('context', 'must be a JSON object')
+    summary = enqueue_csv(Runtime(config), args.csv, args.template, key_column=args.key_column,
+                          queue=args.queue, send_at=args.at, context=context,
+                          sender=args.sender)
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.rejected else 0
 
 
 def cmd_stats(config, args):
@@ -146,8 +187,13 @@ def cmd_check(config, args):
     return run_checks(config)
 
 
+def cmd_cron(config, args):
+    from .cron.cli import cmd_cron
+    return cmd_cron(config, args)
+
+
 COMMANDS = {'web': cmd_web, 'worker': cmd_worker, 'run': cmd_run, 'send': cmd_send,
-            'stats': cmd_stats, 'check': cmd_check}
+            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron}
 
 if __name__ == '__main__':
     sys.exit(main())
