@@ -9,11 +9,13 @@ import ctypes
 import logging
 import signal
 import socket
+import threading
 import time
 
 import redis
 from huey.consumer import Consumer, Scheduler, Worker
 
+from .cron.ticker import start_ticker
 from .heartbeat import Heartbeat, reap, worker_identity, worker_info
 from .processor import Processor
 from .redisconn import persistence_warning
@@ -26,7 +28,8 @@ PR_SET_PDEATHSIG = 1
 
 class MailWorker(Worker):
     """Huey's worker loop, with a one-line log and backoff while Redis is down."""
-    redis_down = False
+    redis_down = False              # shared by the threads: one log line per outage, not 25
+    _outage = threading.Lock()
 
     def initialize(self):
         _die_with_parent()
@@ -36,15 +39,13 @@ class MailWorker(Worker):
         try:
             task = self.huey.dequeue()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if not self.redis_down:
+            if _flip(MailWorker, True):
                 log.error('Redis unreachable (%s); retrying with backoff up to %ss',
                           exc, self.max_delay)
-            self.redis_down = True
             self.sleep()
             return
-        if self.redis_down:
+        if MailWorker.redis_down and _flip(MailWorker, False):
             log.warning('Redis is reachable again; fetching resumes')
-            self.redis_down = False
         self.delay = self.default_delay
         if task is not None:
             try:
@@ -89,6 +90,13 @@ class MailConsumer(Consumer):
         return DueScheduler(self.huey, self.stop_flag, self._mailq_interval, False)
 
 
+def _flip(cls, down):
+    """Set the shared outage flag; True for the one thread that changed it."""
+    with cls._outage:
+        changed, cls.redis_down = cls.redis_down != down, down
+    return changed
+
+
 def _die_with_parent():
     """Forked workers (-k process) must not outlive a killed parent: ask Linux to kill them."""
     try:
@@ -122,11 +130,14 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     log.info('worker %s: %d %s worker(s), queues %s, transport %s', worker_id, concurrency,
              worker_type, ', '.join(f'{q},{w}' if w else q for q, w in queues),
              config.smtp.transport)
+    cron = start_ticker(rt, worker_id)      # checks the cron jobs: ConfigError stops here
     _beat_once(heartbeat)
     heartbeat.start()
+    cron.start()
     try:
         consumer.run()
     finally:
+        cron.stop()
         heartbeat.stop()
         _return_in_flight(rt, worker_id)
         transport.close(polite=True)
