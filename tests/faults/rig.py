@@ -23,15 +23,16 @@ MAILQ = [sys.executable, str(REPO_ROOT / 'mailq.py')]
 PREFIX = 'mailq:'
 
 
-def wait_until(predicate, timeout, what, interval=0.05):
-    """Poll `predicate` until it is truthy; fail naming `what` after `timeout` s."""
+def wait_until(predicate, timeout, what, interval=0.05, detail=None):
+    """Poll `predicate` until it is truthy; fail naming `what` (and `detail()`) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout}s waiting for {what}')
+            more = f': {detail()}' if detail else ''
+            raise AssertionError(f'timed out after {timeout}s waiting for {what}{more}')
         time.sleep(interval)
 
 
@@ -81,7 +82,8 @@ class Rig:
             for wid in self.client.zrange(PREFIX + 'workers', 0, -1):
                 if wid.decode().split(':')[-2] == str(proc.pid):
                     return wid.decode()
-        return wait_until(find, timeout, f'worker pid {proc.pid} to beat')
+        return wait_until(find, timeout, f'worker pid {proc.pid} to beat',
+                          detail=lambda: (proc.poll(), read_log(proc)[-2000:]))
 
     def kill9(self, proc):
         os.kill(proc.pid, signal.SIGKILL)
@@ -136,6 +138,16 @@ class Rig:
         for mail_id in mail_ids:
             pipe.hget(PREFIX + 'm:' + mail_id, 'status')
         return collections.Counter((s or b'missing').decode() for s in pipe.execute())
+
+    def stuck(self, mail_ids):
+        """Records of mails not sent yet, and where every task list stands (for failures)."""
+        records = {m: self.client.hgetall(PREFIX + 'm:' + m) for m in mail_ids}
+        open_ = {m: {k.decode(): v.decode()[:120] for k, v in r.items() if k != b'raw'}
+                 for m, r in records.items() if r.get(b'status') != b'sent'}
+        lists = {k.decode(): self.client.lrange(k, 0, -1) if self.client.type(k) == b'list'
+                 else self.client.type(k) for p in ('inflight:*', 'q:*', 'busy:*')
+                 for k in self.client.scan_iter(PREFIX + p)}
+        return open_, lists
 
     def busy(self, worker_id):
         return self.client.hlen(PREFIX + 'busy:' + worker_id)
