@@ -11,6 +11,7 @@ import logging
 import base64
 
 import bottle
+import redis
 
 from ..errors import ConfigError
 
@@ -92,12 +93,25 @@ def check_bind(web, host):
             f'password (or api_token) in [web], or bind to 127.0.0.1', section='web', key='host')
 
 
+def _startup_warning(rt):
+    """A Redis that keeps nothing on disk loses queued mail on restart: say so at start."""
+    from ..redisconn import persistence_warning
+    try:
+        warning = persistence_warning(rt.redis)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.error('Redis unreachable at start (%s); the API answers 503 until it is back', exc)
+        return
+    if warning:
+        log.warning(warning)
+
+
 def serve(rt, host=None, port=None, threads=None):
     """Serve the app with waitress (a production WSGI server) until interrupted."""
     import waitress
     web = rt.config.web
     host, port = host or web.host, port or web.port
     check_bind(web, host)
+    _startup_warning(rt)
     log.info('web listening on http://%s:%s/', host, port)
     waitress.serve(create_app(rt), host=host, port=port, threads=threads or web.threads,
                    ident='mailq', _quiet=True, max_request_body_size=rt.config.limits.max_body_bytes
