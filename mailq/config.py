@@ -8,6 +8,7 @@ import configparser
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def _json_object(raw):
 _json_object.allowed = 'a JSON object'
 
 
+def _secret(raw):
+    """A configured key, or a random one for this process when empty."""
+    return raw.strip() or secrets.token_hex(32)
+
+
 def _path(raw):
     return Path(raw.strip()).expanduser() if raw.strip() else None
 
@@ -180,9 +186,10 @@ class WebConfig:
     password: str = ''
     api_token: str = ''
     threads: int = 8
+    secret: str = field(default_factory=lambda: _secret(''))
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
-              'api_token': _str, 'threads': _int(1, 256)}
+              'api_token': _str, 'threads': _int(1, 256), 'secret': _secret}
 
     @property
     def has_auth(self):
@@ -277,7 +284,7 @@ class Config:
 
     def secrets(self):
         """Values that must never appear in a log line or a page."""
-        values = [self.smtp.password, self.web.password, self.web.api_token]
+        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
         values.append(redis_password(self.redis.url))
         return [v for v in values if v]
 

@@ -14,6 +14,7 @@ import bottle
 import redis
 
 from ..errors import ConfigError
+from .security import HEADERS, is_api, unauthorized_page
 
 log = logging.getLogger('mailq.web')
 PUBLIC_PATHS = ('/healthz',)
@@ -40,9 +41,17 @@ def create_app(rt):
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
     api.install(app, rt)
     metrics_route.install(app, rt)
-    for code in (400, 401, 403, 404, 405, 413, 422, 500, 503):
-        app.error(code)(_json_error)
+    from . import admin_api, dashboard
+    admin_api.install(app, rt)
+    dashboard.install(app, rt)
+    for code in (400, 401, 403, 404, 405, 409, 413, 422, 500, 503):
+        app.error(code)(lambda error: _json_error(error) if is_api()
+                        else dashboard.error_page(rt, error.status_code, _message(error)))
     return app
+
+
+def _message(error):
+    return error.body if isinstance(error.body, str) and error.body else error.status_line
 
 
 def _json_error(error):
@@ -73,8 +82,12 @@ def check_auth(web):
         password_ok = hmac.compare_digest(password.encode(), web.password.encode())
         if user_ok and password_ok:
             return
-    raise error_response(401, 'authentication required',
-                         headers={'WWW-Authenticate': 'Basic realm="mailq", charset="UTF-8"'})
+    challenge = {'WWW-Authenticate': 'Basic realm="mailq", charset="UTF-8"'}
+    if not is_api():    # the dashboard: an HTML page, and the browser asks for a login
+        raise bottle.HTTPResponse(status=401, body=unauthorized_page(),
+                                  headers={**challenge, **HEADERS,
+                                           'Content-Type': 'text/html; charset=utf-8'})
+    raise error_response(401, 'authentication required', headers=challenge)
 
 
 def is_loopback(host):
