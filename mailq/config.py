@@ -381,3 +381,9 @@ def _check_cross_fields(config):
     if not re.match(r'^(redis|rediss|unix|redis\+sentinel)://', config.redis.url):
         raise ConfigError('must start with redis://, rediss://, unix:// or redis+sentinel://',
                           source, 'redis', 'url')
+    if config.redis.url.startswith('redis+sentinel://'):
+        from .redisconn import parse_sentinel_url
+        try:
+            parse_sentinel_url(config.redis.url)
+        except ValueError as exc:
+            raise ConfigError(str(exc), source, 'redis', 'url') from None

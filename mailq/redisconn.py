@@ -2,17 +2,81 @@
 
 A command never blocks forever when Redis is gone: the web API answers 503 and
 workers back off and reconnect.
+
+`redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]`
+asks the Sentinels for the current master of `service_name` and follows a
+failover: connections to the old master fail, the next one goes to the new.
+The password is the master's; the Sentinels themselves are asked without one.
 """
+from dataclasses import dataclass
+from urllib.parse import unquote
+
 import redis
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SOCKET_TIMEOUT = 5
 CONNECT_TIMEOUT = 2
+SENTINEL_SCHEME = 'redis+sentinel://'
+SENTINEL_PORT = 26379
 
 
 def connection_pool(url):
-    return redis.ConnectionPool.from_url(
-        url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
-        health_check_interval=30, socket_keepalive=True)
+    """A pool for redis.Redis(connection_pool=...) and Huey's RedisStorage alike."""
+    options = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+                   health_check_interval=30, socket_keepalive=True)
+    if url.startswith(SENTINEL_SCHEME):
+        return sentinel_pool(parse_sentinel_url(url), options)
+    return redis.ConnectionPool.from_url(url, **options)
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    sentinels: tuple          # ((host, port), ...)
+    service: str
+    db: int = 0
+    username: str = None
+    password: str = None
+
+
+def parse_sentinel_url(url):
+    """SentinelURL of a redis+sentinel:// URL; ValueError says what is wrong."""
+    if not url.startswith(SENTINEL_SCHEME):
+        raise ValueError(f'not a {SENTINEL_SCHEME} URL')
+    rest = url[len(SENTINEL_SCHEME):].split('?', 1)[0]
+    netloc, _, path = rest.partition('/')
+    credentials, _, hosts = netloc.rpartition('@')
+    username, _, password = credentials.partition(':')
+    sentinels = tuple(_host_port(part) for part in hosts.split(','))
+    parts = [p for p in path.split('/') if p]
+    if not parts or len(parts) > 2:
+        raise ValueError('needs /service_name or /service_name/db after the sentinels')
+    if len(parts) == 2 and not parts[1].isdigit():
+        raise ValueError(f'db must be a number, not {parts[1]!r}')
+    return SentinelURL(sentinels, unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0,
+                       unquote(username) or None, unquote(password) or None)
+
+
+def _host_port(text):
+    text = text.strip()
+    if text.startswith('['):             # [IPv6]:port
+        host, _, port = text[1:].partition(']')
+        port = port.lstrip(':')
+    else:
+        host, _, port = text.partition(':')
+    if not host:
+        raise ValueError(f'bad sentinel address {text!r} (host:port)')
+    if port and not port.isdigit():
+        raise ValueError(f'bad port in sentinel address {text!r}')
+    return host, int(port) if port else SENTINEL_PORT
+
+
+def sentinel_pool(parsed, options):
+    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs={
+        'socket_timeout': options['socket_timeout'],
+        'socket_connect_timeout': options['socket_connect_timeout']})
+    return SentinelConnectionPool(parsed.service, sentinel, db=parsed.db,
+                                  username=parsed.username, password=parsed.password,
+                                  **options)
 
 
 def persistence(client):
