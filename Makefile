@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test dist clean
+.PHONY: venv run test dist clean bench bench-quick
 
 venv: $(STAMP)
 
@@ -18,6 +18,21 @@ run: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+
+# The benchmark suite (bench/, docs/benchmark.md): its own redis-server and Postfix's smtp-sink.
+SMTP_SINK := /usr/sbin/smtp-sink
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+bench: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench
+
+bench-quick: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench --quick
+
+$(SMTP_SINK):
+	$(SUDO) apt-get update
+	echo 'postfix postfix/main_mailer_type select No configuration' | $(SUDO) debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postfix
 
 # dist/mailq.pyz: one file that runs with a plain system Python 3.11+ (scripts/build_pyz.py).
 dist: venv

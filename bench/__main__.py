@@ -1,0 +1,117 @@
+"""`python -m bench [--quick]`: run every measurement, print one table, write
+bench/results.json. Full: under 10 minutes on 2 cores; --quick: under 60 s."""
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from mailq.config import load
+from mailq.runtime import Runtime
+
+from . import delivery, enqueue, latency, memory, reads
+from .env import BenchEnv
+from .report import table
+
+FULL = {'deliver': 20000, 'send': 5000, 'http': 10000, 'batches': 20, 'huey_calls': 20000,
+        'steady_seconds': 20, 'punctual': 1000, 'spread': 30, 'per_state': 100000,
+        'memory': 20000}
+QUICK = {'deliver': 2000, 'send': 1000, 'http': 2000, 'batches': 3, 'huey_calls': 2000,
+         'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
+         'memory': 2000}
+RESULTS = Path(__file__).with_name('results.json')
+
+
+def run(sizes):
+    env = BenchEnv().start()
+    results = {'sizes': sizes, 'machine': {'python': platform.python_version(),
+                                           'cpus': _cpus()}}
+    try:
+        rt = Runtime(load(str(env.ini)))
+        step = _stepper()
+        n = sizes['deliver']
+        step('delivery: plain Huey baseline')
+        results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
+        step('delivery: mailq -w 25 (threads)')
+        results['deliver_thread'] = delivery.mailq_run(env, rt, n, ['-w', '25'])
+        step('delivery: mailq -w 25 -k process')
+        results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
+        step('delivery: 2 mailq worker processes, -w 25 each')
+        results['deliver_two'] = delivery.mailq_run(env, rt, n, ['-w', '25'], processes=2)
+
+        step('enqueue: plain Huey task() calls')
+        results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
+        step('enqueue: mailq.send()')
+        results['enqueue_send'] = enqueue.python_send(env, sizes['send'])
+        web = env.web()
+        try:
+            step('enqueue: POST /api/mails, 8 keep-alive clients')
+            results['enqueue_http'] = enqueue.http_single(env, sizes['http'])
+            step('enqueue: POST /api/mails/batch, 1,000 a request')
+            results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'])
+        finally:
+            env.stop(web)
+
+        step('memory: Redis bytes per queued mail')
+        results['memory'] = memory.queued_overhead(env, rt, sizes['memory'])
+
+        env.flush()
+        worker = env.mailq('worker', '-w', '25')
+        try:
+            step('latency at 100 mails/s')
+            results['latency'] = latency.steady(env, rt, 100, sizes['steady_seconds'])
+            step(f'punctuality: {sizes["punctual"]} mails over {sizes["spread"]} s')
+            results['punctuality'] = latency.punctual(env, rt, sizes['punctual'], sizes['spread'])
+        finally:
+            env.stop(worker)
+
+        step(f'reads: filling {sizes["per_state"]:,} mails in each of 4 states')
+        env.flush()
+        reads.fill(rt, sizes['per_state'])
+        web = env.web()
+        try:
+            step('reads: timing /api/stats and dashboard pages')
+            results['reads'], results['reads_missing'] = reads.time_pages(env)
+        finally:
+            env.stop(web)
+        results['redis_used_memory_filled'] = env.client().info('memory')['used_memory']
+    finally:
+        env.close()
+    results['total_seconds'] = round(time.monotonic() - START, 1)
+    return results
+
+
+def _stepper():
+    def step(text):
+        print(f'[{time.monotonic() - START:6.1f}s] {text}', file=sys.stderr, flush=True)
+    return step
+
+
+def _cpus():
+    import os
+    return os.cpu_count()
+
+
+START = time.monotonic()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m bench', description=__doc__)
+    parser.add_argument('--quick', action='store_true', help='small sizes, under 60 s')
+    args = parser.parse_args(argv)
+    results = run(QUICK if args.quick else FULL)
+    results['mode'] = 'quick' if args.quick else 'full'
+    RESULTS.write_text(json.dumps(results, indent=2) + '\n')
+    print(table(results))
+    print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
+    problems = [p for k in ('deliver_thread', 'deliver_process', 'deliver_two')
+                for p in results[k]['problems']]
+    if problems:
+        print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
