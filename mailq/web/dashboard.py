@@ -233,7 +233,7 @@ def install(app, rt):
 
     @app.hook('after_request')
     def headers():
-        security.apply_headers()
+        security.apply_headers(keep=True)
 
     @app.get('/static/<name>')
     def static(name):

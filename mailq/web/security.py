@@ -34,10 +34,12 @@ def is_api(path=None):
     return path == '/api' or path.startswith('/api/') or path == '/healthz'
 
 
-def apply_headers(response=None):
+def apply_headers(response=None, keep=False):
+    """Set the security headers; with keep, leave those a route set itself (downloads)."""
     response = response or bottle.response
     for name, value in HEADERS.items():
-        response.set_header(name, value)
+        if not (keep and name in response.headers):
+            response.set_header(name, value)
 
 
 def cross_site_reason(request=None):
