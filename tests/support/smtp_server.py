@@ -38,6 +38,8 @@ class _Faults:
         self.data = []           # queued replies for the next DATA commands
         self.drops = 0           # next N DATA commands: hang up without replying
         self.delay = 0.0         # seconds to sleep before replying to DATA
+        self.greeting = []       # queued replies sent instead of the 220 greeting
+        self.by_rcpt = {}        # address -> [times left, drop, delay, reply] at DATA
 
 
 class _Handler:
@@ -53,7 +55,7 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         srv = self.server
-        drop, reply, delay = srv._data_faults()
+        drop, reply, delay = srv._data_faults(envelope.rcpt_tos)
         if delay:
             await asyncio.sleep(delay)   # keeps other connections served
         if drop:
@@ -75,6 +77,11 @@ class _CountingSMTP(SMTP):
     def connection_made(self, transport):
         if self._original_transport is None and self.transport is None:
             self._owner._count('connections')   # a new TCP session, not STARTTLS
+            reply = self._owner._greeting_fault()
+            if reply:
+                transport.write(reply.encode() + b'\r\n')
+                transport.close()
+                return
         super().connection_made(transport)
 
 
@@ -200,6 +207,16 @@ class SMTPServer:
         with self._lock:
             self._faults.delay = seconds
 
+    def fail_greeting(self, code=421, text='Service not available', times=1):
+        """Greet the next `times` connections with `code` and hang up."""
+        with self._lock:
+            self._faults.greeting.extend(['%d %s' % (code, text)] * times)
+
+    def fault_for(self, address, reply=None, drop=False, delay=0.0, times=1):
+        """Misbehave at DATA for transactions to `address` only (the others go through)."""
+        with self._lock:
+            self._faults.by_rcpt[address] = [times, drop, delay, reply]
+
     def reset_faults(self):
         with self._lock:
             self._faults = _Faults()
@@ -209,10 +226,19 @@ class SMTPServer:
             rcpt = self._faults.rcpt
             return rcpt.get(address) or rcpt.get(None)
 
-    def _data_faults(self):
+    def _greeting_fault(self):
+        with self._lock:
+            return self._faults.greeting.pop(0) if self._faults.greeting else None
+
+    def _data_faults(self, rcpt_tos=()):
         with self._lock:
             self.transactions += 1
             f = self._faults
+            for address in rcpt_tos:
+                fault = f.by_rcpt.get(address)
+                if fault and fault[0] > 0:
+                    fault[0] -= 1
+                    return fault[1], fault[3], fault[2]
             drop = f.drops > 0
             if drop:
                 f.drops -= 1
