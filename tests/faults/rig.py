@@ -39,7 +39,7 @@ def wait_until(predicate, timeout, what, interval=0.05, detail=None):
 class Rig:
     """One Redis + one SMTP server + the mailq processes started on them."""
 
-    def __init__(self, tmp_path, redis_server, smtp, **sections):
+    def __init__(self, tmp_path, redis_server, smtp, /, **sections):
         self.tmp = tmp_path
         self.redis_server = redis_server
         self.smtp = smtp
@@ -148,6 +148,14 @@ class Rig:
                  else self.client.type(k) for p in ('inflight:*', 'q:*', 'busy:*')
                  for k in self.client.scan_iter(PREFIX + p)}
         return open_, lists
+
+    def history(self, mail_id):
+        """The attempt log of one mail, oldest first."""
+        return [json.loads(e) for e in self.client.lrange(f'{PREFIX}m:{mail_id}:log', 0, -1)]
+
+    def field(self, mail_id, name):
+        value = self.client.hget(f'{PREFIX}m:{mail_id}', name)
+        return value.decode() if value is not None else None
 
     def busy(self, worker_id):
         return self.client.hlen(PREFIX + 'busy:' + worker_id)
