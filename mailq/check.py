@@ -1,54 +1,101 @@
-"""`mailq check`: is this configuration ready to run? Exit 0 when it is, 1 when not.
+"""`mailq check` and `/healthz`: is this configuration ready to run, and is it running?
 
 The config itself was already validated by loading it; here we reach Redis
-and SMTP (connect, EHLO, TLS and AUTH as configured; nothing is sent) and
-render every mail template.
+(version, persistence), SMTP (connect, EHLO, TLS and AUTH as configured;
+nothing is sent), render every mail template and validate the cron jobs.
+`mailq check` exits 1 when anything fails, for a container health check.
+/healthz answers 503 only when a check this instance cannot work without
+fails (Redis, templates): a relay outage is reported but is what the queue
+rides out, and a restart would not fix it.
 """
+import dataclasses
 import smtplib
+import time
+import weakref
+from dataclasses import dataclass, field
 
+from .cron.validate import check_report as check_cron
 from .runtime import Runtime
 from .service import health
 from .transport import SMTPTransport
+
+HEALTHZ_SMTP_TIMEOUT = 5.0
+HEALTHZ_SMTP_EVERY = 30.0     # seconds a /healthz SMTP result is reused: probes are frequent
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    text: str
+    required: bool = True     # this instance cannot do its job without it
+    details: dict = field(default_factory=dict)
 
 
 def check_redis(rt):
     ok, details = health(rt)
     if not ok:
-        return False, f'unreachable at {rt.config.redis.url}: {details["reason"]}'
+        return Result('redis', False, f'unreachable at {rt.config.redis.url}: '
+                      f'{details["reason"]}', details=details)
     text = f'ok, version {details["redis_version"]}'
     if not details['persistence']:
-        return True, text + '; WARNING: ' + details['warning']
-    return True, text + ', persistence on'
+        text += '; WARNING: ' + details['warning']
+    else:
+        text += ', persistence on'
+    return Result('redis', True, text, details=details)
 
 
-def check_smtp(config):
-    if config.smtp.transport != 'smtp':
-        return True, f'transport = {config.smtp.transport} (nothing is sent)'
-    transport = SMTPTransport(config.smtp)
+def check_smtp(config, timeout=None):
+    smtp = config.smtp
+    if smtp.transport != 'smtp':
+        return Result('smtp', True, f'transport = {smtp.transport} (nothing is sent)', False)
+    if timeout is not None:
+        smtp = dataclasses.replace(smtp, timeout=min(smtp.timeout, timeout))
     try:
-        conn = transport._open()
+        conn = SMTPTransport(smtp)._open()
     except smtplib.SMTPAuthenticationError as exc:
-        return False, f'authentication refused: {exc.smtp_code}'
+        return Result('smtp', False, f'authentication refused: {exc.smtp_code}', False)
     except (OSError, smtplib.SMTPException) as exc:
-        return False, f'cannot reach {config.smtp.host}:{config.smtp.port}: {exc}'
+        return Result('smtp', False, f'cannot reach {smtp.host}:{smtp.port}: {exc}', False)
     conn.quit()
-    return True, f'ok, {config.smtp.host}:{config.smtp.port} ({config.smtp.security})'
+    return Result('smtp', True, f'ok, {smtp.host}:{smtp.port} ({smtp.security})', False)
 
 
 def check_templates(rt):
     names = rt.templates.names()
     if not names:
-        return False, f'no templates in {rt.config.templates.path}'
+        return Result('templates', False, f'no templates in {rt.templates.path}')
     errors = [e for name in names for e in rt.templates.check(name)]
     if errors:
-        return False, '; '.join(errors)
-    return True, f'{len(names)} rendered: {", ".join(names)}'
+        return Result('templates', False, '; '.join(errors))
+    return Result('templates', True, f'{len(names)} rendered: {", ".join(names)}')
+
+
+def results(rt, smtp=None):
+    """Every check, in order. `smtp` replaces the SMTP check (a cached one)."""
+    return [Result('config', True, f'{rt.config.source} ok'), check_redis(rt),
+            smtp or check_smtp(rt.config), check_templates(rt),
+            Result('cron', *check_cron(rt), required=False)]
 
 
 def run_checks(config, out=print):
-    rt = Runtime(config)
-    results = [('config', (True, f'{config.source} ok')), ('redis', check_redis(rt)),
-               ('smtp', check_smtp(config)), ('templates', check_templates(rt))]
-    for name, (ok, text) in results:
-        out(f'{name:10} {"ok  " if ok else "FAIL"} {text}')
-    return 0 if all(ok for _, (ok, _) in results) else 1
+    found = results(Runtime(config))
+    for r in found:
+        out(f'{r.name:10} {"ok  " if r.ok else "FAIL"} {r.text}')
+    return 0 if all(r.ok for r in found) else 1
+
+
+_smtp_cache = weakref.WeakKeyDictionary()
+
+
+def healthz(rt, now=None):
+    """(ok, body) for /healthz: per-check results; ok unless a required check fails."""
+    now = now or time.monotonic()
+    cached = _smtp_cache.get(rt)
+    if cached is None or now - cached[0] > HEALTHZ_SMTP_EVERY:
+        cached = _smtp_cache[rt] = (now, check_smtp(rt.config, HEALTHZ_SMTP_TIMEOUT))
+    found = results(rt, smtp=cached[1])
+    ok = all(r.ok for r in found if r.required)
+    redis_details = next(r.details for r in found if r.name == 'redis')
+    return ok, {'ok': ok, **redis_details,
+                'checks': {r.name: {'ok': r.ok, 'detail': r.text} for r in found}}

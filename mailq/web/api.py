@@ -4,7 +4,7 @@ import json
 
 import bottle
 
-from .. import service
+from .. import check, service
 from ..errors import Conflict, NotFound, Unavailable, ValidationError
 from .app import error_response, json_response
 
@@ -79,5 +79,5 @@ def install(app, rt):
 
     @app.get('/healthz')
     def healthz():
-        ok, details = service.health(rt)
-        return json_response(200 if ok else 503, {'ok': ok, **details})
+        ok, body = check.healthz(rt)
+        return json_response(200 if ok else 503, body)
