@@ -13,6 +13,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.utils import floatToGoString
 
+from .cron.state import state_for
 from .store import DURATION_BUCKETS
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -77,7 +78,27 @@ def snapshot(rt, now=None):
         'workers': sum(alive),
         'threads': sum(int(info[0] or 0) for info, ok in zip(infos, alive) if ok),
         'busy': sum(busy),
+        'cron': _cron(rt),
     }
+
+
+def _cron(rt):
+    """{job: (last success epoch or 0, paused)} from the kept run history of each job."""
+    names = [job.name for job in rt.config.cron_jobs]
+    if not names:
+        return {}
+    state = state_for(rt)
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.smembers(state.paused_key)
+    for name in names:
+        pipe.lrange(state.key(name, 'runs'), 0, -1)       # newest first
+    paused, *histories = pipe.execute()
+    found = {}
+    for name, runs in zip(names, histories):
+        ok = (json.loads(run) for run in runs)
+        last = next((run.get('enqueued_at') for run in ok if run.get('outcome') == 'ok'), 0)
+        found[name] = (float(last or 0), name.encode() in paused)
+    return found
 
 
 def _queue_names(configured, worker_queue_lists, paused):
@@ -158,6 +179,16 @@ def families(snap):
     yield _gauge('mailq_worker_threads', 'Delivery slots of the live worker processes.',
                  snap['threads'])
     yield _gauge('mailq_busy_workers', 'Delivery slots sending a mail right now.', snap['busy'])
+
+    success = GaugeMetricFamily('mailq_cron_last_success_timestamp_seconds',
+                                'When a cron job last enqueued its mails (0: not in its '
+                                'kept history).', labels=['job'])
+    cron_paused = GaugeMetricFamily('mailq_cron_paused', '1 when a cron job is paused.',
+                                    labels=['job'])
+    for job, (last, is_paused) in snap['cron'].items():
+        success.add_metric([job], last)
+        cron_paused.add_metric([job], int(is_paused))
+    yield from (success, cron_paused)
 
 
 def _counter(name, doc, value):

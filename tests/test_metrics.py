@@ -1,5 +1,6 @@
 """GET /metrics, parsed with prometheus_client's own parser, against real workers."""
 import base64
+import json
 import time
 
 import pytest
@@ -136,3 +137,28 @@ def test_code_classes(code, outcome, expected):
     from mailq.store import delivery_metric_fields
     field, le, _ = delivery_metric_fields({'code': code, 'outcome': outcome, 'duration': 0.3})
     assert field == expected and le == '0.5'
+
+
+def test_cron_last_success_and_paused(tmp_ini, redis_url):
+    from mailq.cron import jobs
+    ini = tmp_ini('cron.ini', redis={'url': redis_url},
+                  **{'cron:daily': {'schedule': '0 8 * * *', 'template': 'daily_report',
+                                    'to': 'team@example.com'},
+                     'cron:weekly': {'schedule': '0 8 * * mon', 'template': 'daily_report',
+                                     'to': 'team@example.com'}})
+    web = WebApp(ini)
+    try:
+        before = scrape(web)
+        assert value(before, 'mailq_cron_last_success_timestamp_seconds', job='daily') == 0
+        run = jobs.run_now(web.runtime, 'daily')
+        jobs.pause(web.runtime, 'weekly')
+        after = scrape(web)
+    finally:
+        web.close()
+    assert run['outcome'] == 'ok'
+    enqueued = web.runtime.redis.lindex('mailq:cron:daily:runs', 0)
+    assert value(after, 'mailq_cron_last_success_timestamp_seconds', job='daily') == \
+        json.loads(enqueued)['enqueued_at'] > 0
+    assert value(after, 'mailq_cron_last_success_timestamp_seconds', job='weekly') == 0
+    assert value(after, 'mailq_cron_paused', job='weekly') == 1
+    assert value(after, 'mailq_cron_paused', job='daily') == 0
