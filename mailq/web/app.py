@@ -118,6 +118,17 @@ def _startup_warning(rt):
         log.warning(warning)
 
 
+def _json_server_errors():
+    """waitress answers some requests itself (a body over max_request_body_size, a
+    malformed request line) in text/plain; make those answers JSON like all of ours."""
+    from waitress.utilities import Error
+
+    def to_response(self, ident=None):
+        body = json.dumps({'error': f'{self.reason}: {self.body}', 'details': {}}).encode()
+        return f'{self.code} {self.reason}', [('Content-Type', 'application/json')], body
+    Error.to_response = to_response
+
+
 def serve(rt, host=None, port=None, threads=None):
     """Serve the app with waitress (a production WSGI server) until interrupted."""
     import waitress
@@ -125,6 +136,7 @@ def serve(rt, host=None, port=None, threads=None):
     host, port = host or web.host, port or web.port
     check_bind(web, host)
     _startup_warning(rt)
+    _json_server_errors()
     log.info('web listening on http://%s:%s/', host, port)
     waitress.serve(create_app(rt), host=host, port=port, threads=threads or web.threads,
                    ident='mailq', _quiet=True, max_request_body_size=rt.config.limits.max_body_bytes
