@@ -7,7 +7,7 @@ import venv
 import pytest
 
 from support.ini import write_ini
-from support.procs import REPO_ROOT, start_process, stop_process, read_log
+from support.procs import REPO_ROOT, free_port, read_log, start_process, stop_process, wait_http
 
 SYSTEM_PYTHON = '/usr/bin/python3'
 
@@ -112,6 +112,26 @@ def test_templates_path_on_disk_overrides_builtin(pyz, tmp_path, redis_url, smtp
     assert b'Subject: Our own welcome, Bo' in msg.data
 
 
+def test_web_through_pyz_serves_dashboard_metrics_and_health(pyz, plain_ini, tmp_path):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    port = free_port()
+    web = start_process(pyz_command(pyz, 'web', '-c', plain_ini, '--port', port), cwd=tmp_path)
+    base = f'http://127.0.0.1:{port}'
+    try:
+        assert wait_http(base + '/healthz', timeout=20) == 200
+        pages = {}
+        for path in ('/', '/static/dashboard.css', '/metrics'):
+            with urllib.request.urlopen(base + path, timeout=10) as resp:
+                pages[path] = (resp.status, resp.read().decode())
+    finally:
+        stop_process(web)
+    assert pages['/'][0] == 200 and '<html' in pages['/'][1].lower()
+    assert pages['/static/dashboard.css'][0] == 200
+    names = {f.name for f in text_string_to_metric_families(pages['/metrics'][1])}
+    assert {'mailq_redis_up', 'mailq_queue_size', 'mailq_deliveries'} <= names
+
+
 @pytest.mark.slow
 def test_pip_install_gives_mailq_console_script(tmp_path, plain_ini):
     """A wheel install (not editable) carries the templates and Lua scripts itself."""
@@ -130,6 +150,6 @@ def test_pip_install_gives_mailq_console_script(tmp_path, plain_ini):
                            cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert str(env_dir) in subprocess.run(
-        [env_dir / 'bin' / 'python', '-I', '-c', 'import mailq.templates as t; '
+        [env_dir / 'bin' / 'python', '-I', '-c', 'import mailq.web.app, mailq.templates as t; '
          'print(t.builtin_templates("mail"))'], capture_output=True, text=True,
         cwd=tmp_path).stdout
