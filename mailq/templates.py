@@ -7,15 +7,17 @@ source tree, which the wheel and dist/mailq.pyz carry inside). Rendering
 runs in Jinja2's sandbox with a time budget, because the context comes from
 the request.
 """
+import sys
 import time
 from importlib import resources
 from pathlib import Path
 
 from jinja2 import (FileSystemLoader, FunctionLoader, StrictUndefined, TemplateError,
                     TemplateNotFound)
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 PARTS = ('subject', 'txt', 'html')
+MAX_PRODUCT = 1_000_000       # items of a string or list made by `*` in a template
 
 
 class RenderError(Exception):
@@ -31,6 +33,27 @@ class Deadline:
     def check(self):
         if time.monotonic() > self.end:
             raise RenderError('render took too long')
+
+    def trace(self, frame, event, arg):
+        """A sys.settrace hook: loops over request data have no range() to count them."""
+        self.check()
+        return self.trace
+
+
+class Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox with `*` and `**` capped: 'x' * n is one C call no clock can stop."""
+    intercepted_binops = frozenset(['*', '**'])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == '**' and isinstance(left, int) and isinstance(right, int) \
+                and abs(left) > 1 and right > 4096:
+            raise SecurityError('exponent too large in template')
+        if operator == '*':
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) \
+                        and len(seq) * times > MAX_PRODUCT:
+                    raise SecurityError('result of * too large in template')
+        return super().call_binop(context, operator, left, right)
 
 
 def builtin_templates(kind):
@@ -51,7 +74,7 @@ class MailTemplates:
     def __init__(self, path, render_timeout=2.0):
         self.path = Path(path) if path else builtin_templates('mail')
         self.render_timeout = render_timeout
-        self.env = SandboxedEnvironment(
+        self.env = Sandbox(
             loader=template_loader(self.path),
             autoescape=lambda name: bool(name) and name.endswith('.html'),
             undefined=StrictUndefined, keep_trailing_newline=False, auto_reload=False)
@@ -93,23 +116,31 @@ class MailTemplates:
         deadline = Deadline(self.render_timeout)
         context = dict(context, range=lambda *a: _budgeted_range(deadline, *a))
         parts = {}
-        for part in PARTS:
-            try:
-                template = self.env.get_template(f'{name}.{part}')
-            except TemplateNotFound:
-                parts[part] = None
-                continue
-            except TemplateError as exc:
-                raise RenderError(f'{name}.{part}: {exc}') from None
-            try:
-                parts[part] = template.render(context)
-            except RenderError:
-                raise
-            except (TemplateError, RecursionError, TypeError, ValueError, ArithmeticError,
-                    AttributeError, KeyError, IndexError) as exc:
-                raise RenderError(f'{name}.{part}: {type(exc).__name__}: {exc}') from None
+        previous = sys.gettrace()
+        sys.settrace(deadline.trace)
+        try:
+            for part in PARTS:
+                parts[part] = self._render_part(name, part, context)
+        finally:
+            sys.settrace(previous)
         subject = parts['subject'].strip() if parts['subject'] is not None else None
         return subject, parts['txt'], parts['html']
+
+
+    def _render_part(self, name, part, context):
+        try:
+            template = self.env.get_template(f'{name}.{part}')
+        except TemplateNotFound:
+            return None
+        except TemplateError as exc:
+            raise RenderError(f'{name}.{part}: {exc}') from None
+        try:
+            return template.render(context)
+        except RenderError:
+            raise
+        except (TemplateError, RecursionError, TypeError, ValueError, ArithmeticError,
+                AttributeError, KeyError, IndexError, MemoryError) as exc:
+            raise RenderError(f'{name}.{part}: {type(exc).__name__}: {exc}') from None
 
 
 def _budgeted_range(deadline, *args):
