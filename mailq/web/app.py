@@ -34,12 +34,13 @@ def error_response(status, message, details=None, headers=None):
 
 def create_app(rt):
     """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
-    from . import api, metrics_route
+    from . import api, metrics_route, openapi
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
     api.install(app, rt)
+    openapi.install(app, rt)
     metrics_route.install(app, rt)
     from . import admin_api, dashboard
     admin_api.install(app, rt)
