@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .cron.validate import check_static as check_cron_jobs
 from .errors import ConfigError
 
 ENV_PREFIX = 'MAILQ_'
@@ -334,6 +335,7 @@ def load(path=None, environ=None):
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
     config = Config(source=source, cron_jobs=jobs, **built)
     _check_cross_fields(config)
+    check_cron_jobs(config)
     return config
 
 

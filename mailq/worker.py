@@ -15,6 +15,7 @@ import time
 import redis
 from huey.consumer import Consumer, Scheduler, Worker
 
+from .cron.ticker import start_ticker
 from .heartbeat import Heartbeat, reap, worker_identity, worker_info
 from .processor import Processor
 from .redisconn import persistence_warning
@@ -129,11 +130,14 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     log.info('worker %s: %d %s worker(s), queues %s, transport %s', worker_id, concurrency,
              worker_type, ', '.join(f'{q},{w}' if w else q for q, w in queues),
              config.smtp.transport)
+    cron = start_ticker(rt, worker_id)      # checks the cron jobs: ConfigError stops here
     _beat_once(heartbeat)
     heartbeat.start()
+    cron.start()
     try:
         consumer.run()
     finally:
+        cron.stop()
         heartbeat.stop()
         _return_in_flight(rt, worker_id)
         transport.close(polite=True)

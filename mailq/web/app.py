@@ -34,7 +34,7 @@ def error_response(status, message, details=None, headers=None):
 
 def create_app(rt):
     """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
-    from . import api, metrics_route, openapi
+    from . import api, cron_api, metrics_route, openapi
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
@@ -42,6 +42,7 @@ def create_app(rt):
     api.install(app, rt)
     openapi.install(app, rt)
     metrics_route.install(app, rt)
+    cron_api.install(app, rt)
     from . import admin_api, dashboard
     admin_api.install(app, rt)
     dashboard.install(app, rt)
