@@ -8,7 +8,7 @@ left in flight.
 import time
 
 from . import mails
-from .env import PYTHON, REPO, start_process, tree_rss
+from .env import PYTHON, REPO, start_process, tree_cpu, tree_rss
 
 THREADS = 25
 
@@ -17,18 +17,20 @@ def mailq_run(env, rt, count, worker_args, processes=1, timeout=600):
     env.flush()
     ids = mails.fill_queued(rt, count)
     start = env.sink.mark()
+    redis_cpu = tree_cpu(env.redis.proc.pid)
     workers = [env.mailq('worker', *worker_args) for _ in range(processes)]
     try:
         first, last = env.sink.wait_for(start, count, timeout)
         rss = sum(tree_rss(w.pid) for w in workers)
         _wait_recorded(rt, count)
+        cpu = sum(tree_cpu(w.pid) for w in workers) + tree_cpu(env.redis.proc.pid) - redis_cpu
     finally:
         for w in workers:
             env.stop(w)
     problems = check_records(rt, ids)
     return {'mails': count, 'seconds': round(last - first, 3),
             'rate': round((count - 1) / (last - first), 1), 'worker_rss': rss,
-            'problems': problems}
+            'cpu_us_per_mail': round(cpu / count * 1e6), 'problems': problems}
 
 
 def _wait_recorded(rt, count, timeout=60):
@@ -70,12 +72,15 @@ def baseline_run(env, rt, count, timeout=600):
     for _ in range(count):
         send_mail(sample.sender, sample.recipients, sample.raw)
     start = env.sink.mark()
+    redis_cpu = tree_cpu(env.redis.proc.pid)
     consumer = start_process([PYTHON, '-m', 'huey.bin.huey_consumer', 'bench.plain_huey.huey',
                               '-w', str(THREADS), '-k', 'thread'], env={'PYTHONPATH': str(REPO)})
     try:
         first, last = env.sink.wait_for(start, count, timeout)
         rss = tree_rss(consumer.pid)
+        cpu = tree_cpu(consumer.pid) + tree_cpu(env.redis.proc.pid) - redis_cpu
     finally:
         env.stop(consumer)
     return {'mails': count, 'seconds': round(last - first, 3),
-            'rate': round((count - 1) / (last - first), 1), 'worker_rss': rss}
+            'rate': round((count - 1) / (last - first), 1), 'worker_rss': rss,
+            'cpu_us_per_mail': round(cpu / count * 1e6)}

@@ -85,6 +85,20 @@ def tree_rss(pid):
     return total
 
 
+def tree_cpu(pid):
+    """CPU seconds (user + system) used so far by a process and its children."""
+    ticks = os.sysconf('SC_CLK_TCK')
+    total = 0.0
+    for p in [pid] + children(pid):
+        try:
+            with open(f'/proc/{p}/stat') as fh:
+                fields = fh.read().rsplit(')', 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:
+            pass
+    return total
+
+
 def children(pid):
     found = []
     try:

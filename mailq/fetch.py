@@ -2,17 +2,23 @@
 
 Huey's RedisStorage pops with BRPOP: a task popped by a worker that is then
 killed is gone. Here a fetch moves the task into the worker's in-flight list
-(one Lua call), and it leaves that list only together with the recording of
-its outcome. In-flight tasks of a dead worker go back to their queue (see
+and claims its mail (one Lua call, take.lua), and the task leaves that list only
+together with the recording of its outcome. In-flight tasks of a dead worker go back to their queue (see
 heartbeat.py). Queues are tried in strict order (`-q a -q b`) or in weighted
 random order (`-q a,3 -q b,1`), as in Sidekiq.
 """
 import json
+import os
 import random
 import threading
 import time
 
 from huey.storage import RedisStorage
+
+
+def busy_field():
+    """This thread's field in the worker's busy hash."""
+    return f'{os.getpid()}:{threading.get_ident()}'
 
 
 def queue_order(queues, rng=random):
@@ -48,23 +54,25 @@ class MailStorage(RedisStorage):
         pipe.execute()
 
     def dequeue(self):
-        """Fetch one task into our in-flight list; block up to read_timeout when idle."""
+        """Fetch and claim one task (store.take); block up to read_timeout when idle."""
         if self.worker_id is None:
             raise RuntimeError('bind_worker() must be called before dequeue()')
         if self.quiet.is_set():
             time.sleep(self.read_timeout)
             return None
         order = queue_order(self.queues)
-        item = self.store.fetch(self.worker_id, order)
+        busy = busy_field()
+        self._local.item = None
+        item = self.store.take(self.worker_id, order, busy)
         if item is None:
             # Wait for a wake token pushed with every task, then try once more.
             self.conn.blpop([self.keys.wake(q) for q in order], timeout=self.read_timeout)
-            item = self.store.fetch(self.worker_id, order)
+            item = self.store.take(self.worker_id, order, busy)
         self._local.item = item
         return item[1] if item else None
 
     def current(self):
-        """(queue, task bytes) of the task this thread fetched last."""
+        """(queue, task bytes, claim) of the task this thread took last."""
         return getattr(self._local, 'item', None)
 
     def bind_worker(self, worker_id, queues=None):

@@ -6,12 +6,11 @@ once. Retries that run out are dead too. The claim and the outcome are one Lua
 script each; the task is acknowledged only together with its outcome.
 """
 import logging
-import os
-import threading
 import time
 
 import redis
 
+from .fetch import busy_field
 from .retry import gives_up, retry_delay
 from .transport import Delivery
 
@@ -28,20 +27,23 @@ class Processor:
         self.worker_id = None
 
     def busy_field(self):
-        return f'{os.getpid()}:{threading.get_ident()}'
+        return busy_field()
 
-    def process(self, mail_id, queue, task):
+    def process(self, mail_id, queue, task, claim=None):
+        """Deliver a fetched task; `claim` when the fetch claimed it already (take.lua)."""
         busy = self.busy_field()
-        try:
-            claim = self.store.claim(mail_id, task, self.worker_id, busy)
-        except REDIS_DOWN:
-            # Nothing was sent: give the task back as soon as Redis answers again.
-            _until_redis_answers(lambda: self.store.release(mail_id, task, queue, self.worker_id, busy),
-                                 f'return mail {mail_id} to its queue')
-            return None
         if claim is None:
-            log.info('mail %s skipped: cancelled, sent or re-planned meanwhile', mail_id)
-            return None
+            try:
+                claim = self.store.claim(mail_id, task, self.worker_id, busy)
+            except REDIS_DOWN:
+                # Nothing was sent: give the task back as soon as Redis answers again.
+                _until_redis_answers(lambda: self.store.release(mail_id, task, queue,
+                                                                self.worker_id, busy),
+                                     f'return mail {mail_id} to its queue')
+                return None
+            if claim is None:
+                log.info('mail %s skipped: cancelled, sent or re-planned meanwhile', mail_id)
+                return None
         sender, recipients, raw, attempts = claim
         started = time.monotonic()
         try:

@@ -88,7 +88,8 @@ class Store:
         self.limits = config.limits
         self.outbox_max = config.smtp.outbox_max
         self.scripts = {name: _load_script(client, name) for name in
-                        ('accept', 'fetch', 'claim', 'finish', 'due', 'requeue', 'cancel', 'release')}
+                        ('accept', 'fetch', 'claim', 'take', 'finish', 'due', 'requeue', 'cancel',
+                         'release')}
 
     # -- accept
 
@@ -127,6 +128,18 @@ class Store:
             return None
         sender, rcpts, raw, attempts = reply
         return sender.decode(), json.loads(rcpts), raw, int(attempts)
+
+    def take(self, worker_id, queue_order, busy_field, now=None):
+        """fetch() and claim() in one script: (queue, task, claim) or None."""
+        keys = self.keys
+        reply = self.scripts['take'](
+            keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id)]
+            + [keys.queue(q) for q in queue_order],
+            args=[worker_id, busy_field, now or time.time(), keys.prefix, *queue_order])
+        if not reply:
+            return None
+        queue, task, sender, rcpts, raw, attempts = reply
+        return queue.decode(), task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', outbox=False, now=None):
