@@ -59,6 +59,7 @@ def run(sizes):
         env.flush()
         worker = env.mailq('worker', '-w', '25')
         try:
+            env.wait_worker(rt)
             step('latency at 100 mails/s')
             results['latency'] = latency.steady(env, rt, 100, sizes['steady_seconds'])
             step(f'punctuality: {sizes["punctual"]} mails over {sizes["spread"]} s')

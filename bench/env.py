@@ -62,6 +62,11 @@ class BenchEnv:
         wait_http(f'http://127.0.0.1:{self.web_port}/healthz', timeout=30)
         return proc
 
+    def wait_worker(self, rt, timeout=30):
+        """Until a worker has sent its first heartbeat (it is fetching by then)."""
+        wait_until(lambda: rt.redis.zcard(rt.keys.workers) > 0, timeout)
+        time.sleep(0.5)
+
     def stop(self, proc, timeout=30):
         return stop_process(proc, timeout=timeout)
 
