@@ -17,6 +17,7 @@ from mailq.cron.state import state_for
 from mailq.cron.ticker import LEASE, CronTicker, run_key
 from mailq.runtime import Runtime
 from support.procs import PYTHON
+from support.redis_server import RedisServer
 
 
 def runtime(ini):
@@ -296,6 +297,26 @@ def test_a_run_claimed_by_a_dead_worker_is_redone_without_a_second_mail(tmp_path
     # The dead worker's late finish (it was only slow) records nothing more.
     assert not state.finish('tick', first, 'tok', {'fire_time': first, 'outcome': 'ok'})
     assert len(history(rt, 'tick')) == 2
+
+
+def test_runs_due_during_a_redis_outage_are_made_when_it_is_back(tmp_path, caplog):
+    (tmp_path / 'redis').mkdir()
+    with RedisServer(appendonly=True, appendfsync='always', tmpdir=tmp_path / 'redis') as server:
+        rt = runtime(cron_ini(tmp_path, server.url, {'tick': tick_job()}))
+        ticker = CronTicker(rt, 'w1')
+        ticker.tick(at('2030-01-07 07:59:30'))
+        ticker.tick(at('2030-01-07 08:00:00.5'))
+        server.kill()
+        ticker.tick(at('2030-01-07 08:01:00.5'))
+        ticker.tick(at('2030-01-07 08:02:00.5'))
+        assert ticker.redis_down
+        server.restart()
+        ticker.tick(at('2030-01-07 08:02:30'))
+        assert not ticker.redis_down
+        assert queued(rt) == [f'tick 2030-01-07T08:0{m}:00+00:00' for m in range(3)]
+        messages = [r.message for r in caplog.records if r.name == 'mailq.cron']
+        assert sum('Redis unreachable' in m for m in messages) == 1
+        assert sum('reachable again' in m for m in messages) == 1
 
 
 def test_redis_down_does_not_kill_the_ticker(tmp_path, redis_url, caplog):

@@ -56,8 +56,13 @@ def _last(run, timezone):
         return '-'
     mails = len(run['mail_ids'])
     detail = f'{mails} mail{"s" if mails != 1 else ""}' if run['outcome'] == 'ok' else \
-        f'{run.get("skipped", 1)} skipped' if run['outcome'] == 'skipped' else 'see history'
+        f'{run.get("skipped", 1)} skipped' if run['outcome'] == 'skipped' else \
+        _short(run['error'] or '')
     return f'{_local(run["fire_time"], timezone)} {run["outcome"]} ({detail})'
+
+
+def _short(text, width=40):
+    return text if len(text) <= width else text[:width - 1] + '…'
 
 
 def _run_line(run):

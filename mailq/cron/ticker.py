@@ -61,8 +61,11 @@ class CronTicker(threading.Thread):
         if self.jobs:
             super().start()
 
-    def stop(self):
+    def stop(self, timeout=5.0):
+        """Stop ticking; give a run in progress `timeout` seconds to be recorded."""
         self.stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
 
     def run(self):
         while not self.stopping.is_set():

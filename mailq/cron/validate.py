@@ -10,7 +10,7 @@ import time
 from ..compose import compose
 from ..errors import ConfigError, ValidationError
 from .definitions import jobs
-from .imports import import_modules, resolve
+from .imports import SPEC, import_modules, resolve
 from .run import template_mail
 from .schedule import CronError, Schedule, validate_timezone
 
@@ -55,6 +55,8 @@ def _check_job(config, job, seen):
     if job.template and not job.to:
         fail('is required for a template job', 'to')
     if job.callable:
+        if not SPEC.match(job.callable):
+            fail('must look like package.module:function', 'callable')
         for key in ('to', 'context'):
             if getattr(job, key):
                 fail('only used with template: the callable returns complete mails', key)
