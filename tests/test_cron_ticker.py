@@ -194,6 +194,20 @@ def test_catch_up_zero_skips_missed_runs_but_not_slightly_late_ones(tmp_path, re
     assert skipped['outcome'] == 'skipped' and skipped['skipped'] == 2   # 08:10, 08:20
 
 
+def test_a_month_of_downtime_is_one_skipped_run_and_the_last_hour_is_caught_up(
+        tmp_path, redis_url):
+    ini = cron_ini(tmp_path, redis_url, {'tick': tick_job(catch_up='600')})
+    rt = runtime(ini)
+    CronTicker(rt, 'before').tick(at('2030-01-01 00:00:00'))
+    CronTicker(rt, 'after').tick(at('2030-01-31 00:00:30'))
+    subjects = queued(rt)
+    assert len(subjects) == 10 and subjects[-1] == 'tick 2030-01-31T00:00:00+00:00'
+    [skipped] = [r for r in history(rt, 'tick') if r['outcome'] == 'skipped']
+    assert skipped['error'].startswith('10000 or more run(s) missed')
+    assert skipped['first_fire_time'] == '2030-01-01T00:01:00.000Z'
+    assert skipped['fire_time'] == '2030-01-30T23:50:00.000Z'    # the newest one skipped
+
+
 def test_pause_survives_a_restart_and_resume_does_not_catch_up(tmp_path, redis_url):
     ini = cron_ini(tmp_path, redis_url, {'tick': tick_job('*/10 * * * *')})
     rt = runtime(ini)

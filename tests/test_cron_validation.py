@@ -48,6 +48,7 @@ def runtime_error(tmp_path, jobs, **sections):
     ({'schedule': '@daily', 'callable': 'no colon'}, 'callable', 'package.module:function'),
     (tick_job(queue='urgent'), 'queue', "unknown queue 'urgent' (known: mailers, default)"),
     (tick_job(catch_up='-5'), 'catch_up', 'must be >= 0'),
+    (tick_job(catch_up='86401'), 'catch_up', 'must be at most [limits] idempotency_ttl (86400)'),
     (tick_job(every='5'), 'every', 'unknown key'),
 ])
 def test_config_load_names_section_and_key(tmp_path, job, key, message):

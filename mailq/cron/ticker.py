@@ -69,7 +69,10 @@ class CronTicker(threading.Thread):
 
     def run(self):
         while not self.stopping.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:     # a bug of ours must not end cron for this worker
+                log.exception('cron tick failed')
             self.stopping.wait(self.interval)
 
     def tick(self, now=None):
@@ -112,7 +115,7 @@ class CronTicker(threading.Thread):
         start = utc(max(self.checked.get(job.name, 0), cursor.start))
         boundary = utc(now - job.window) - TINY      # fire times before it are too late
         if start < boundary:
-            self._skip(job, cursor, start, boundary, now)
+            self._skip(job, cursor, start, boundary)
             start = boundary
         while True:
             due = job.schedule.fire_times(start, utc(now))
@@ -123,11 +126,13 @@ class CronTicker(threading.Thread):
             start = due[-1]
         self.checked[job.name] = now
 
-    def _skip(self, job, cursor, start, boundary, now):
+    def _skip(self, job, cursor, start, boundary):
         missed = job.schedule.fire_times(start, boundary)
         if not missed:
             return
-        newest = job.schedule.latest_at_or_before(boundary)
+        newest = missed[-1]
+        if len(missed) == MAX_FIRE_TIMES:
+            newest = job.schedule.latest_at_or_before(boundary) or newest
         count = len(missed) if len(missed) < MAX_FIRE_TIMES else f'{MAX_FIRE_TIMES} or more'
         run = {'fire_time': int(newest.timestamp()), 'enqueued_at': None, 'outcome': 'skipped',
                'mail_ids': [], 'manual': False, 'worker': self.worker_id,

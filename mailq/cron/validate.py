@@ -60,6 +60,9 @@ def _check_job(config, job, seen):
         for key in ('to', 'context'):
             if getattr(job, key):
                 fail('only used with template: the callable returns complete mails', key)
+    if job.catch_up > config.limits.idempotency_ttl:
+        fail(f'must be at most [limits] idempotency_ttl ({config.limits.idempotency_ttl}): '
+             'a run redone after a crash relies on its idempotency keys', 'catch_up')
     if job.queue and job.queue not in config.worker.queue_names:
         fail(f'unknown queue {job.queue!r} (known: {", ".join(config.worker.queue_names)})',
              'queue')
