@@ -77,7 +77,8 @@ def _worker_flags(parser):
                         dest='queues', help='queue to work; repeat for strict priority order, '
                         'add ,WEIGHT for weighted order (default: [worker] queues)')
     parser.add_argument('-k', '--worker-type', choices=('thread', 'process'),
-                        help='run deliveries in threads or processes (default: thread)')
+                        help='thread: one process with N threads; process: one child per '
+                        'CPU core sharing the N threads (default: [worker] worker_type)')
 
 
 def main(argv=None):

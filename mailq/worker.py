@@ -5,8 +5,8 @@ up to `[worker] shutdown_timeout` seconds; whatever is still in flight then
 goes back to its queue. A second signal stops at once (and the in-flight mails
 still go back). Redis outages are logged once and retried with backoff.
 """
-import ctypes
 import logging
+import os
 import signal
 import socket
 import threading
@@ -20,20 +20,16 @@ from .heartbeat import Heartbeat, reap, worker_identity, worker_info
 from .processor import Processor
 from .redisconn import persistence_warning
 from .runtime import Runtime
+from .swarm import Swarm, shares
 from .transport import create_transport
 
 log = logging.getLogger('mailq.worker')
-PR_SET_PDEATHSIG = 1
 
 
 class MailWorker(Worker):
     """Huey's worker loop, with a one-line log and backoff while Redis is down."""
     redis_down = False              # shared by the threads: one log line per outage, not 25
     _outage = threading.Lock()
-
-    def initialize(self):
-        _die_with_parent()
-        super().initialize()
 
     def loop(self, now=None):
         try:
@@ -97,20 +93,14 @@ def _flip(cls, down):
     return changed
 
 
-def _die_with_parent():
-    """Forked workers (-k process) must not outlive a killed parent: ask Linux to kill them."""
-    try:
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
 def run_worker(config, concurrency=None, queues=None, worker_type=None):
     """Run a worker until it is stopped by a signal (or a 'stop' command)."""
     cfg = config.worker
     concurrency = concurrency or cfg.concurrency
     queues = queues or list(cfg.queues)
-    worker_type = worker_type or cfg.worker_type
+    if (worker_type or cfg.worker_type) == 'process':
+        return run_swarm(config, concurrency, queues)
+    worker_type = 'thread'
     transport = create_transport(config.smtp)
     processor = Processor(None, transport, cfg, config.log, None)
     rt = Runtime(config, processor)
@@ -142,6 +132,16 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         _return_in_flight(rt, worker_id)
         transport.close(polite=True)
     return 0
+
+
+def run_swarm(config, concurrency, queues):
+    """-k process: one thread-mode worker per core, each with its share of the threads
+    and its own identity, heartbeat and in-flight list."""
+    counts = shares(concurrency, os.cpu_count() or 1)
+    log.info('worker swarm: %d processes x %s threads', len(counts),
+             '/'.join(map(str, sorted(set(counts), reverse=True))))
+    targets = [lambda i, n=n: run_worker(config, n, queues, 'thread') for n in counts]
+    return Swarm('worker', targets).run()
 
 
 def _startup_checks(rt):
