@@ -52,6 +52,12 @@ def run(sizes):
             results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'])
         finally:
             env.stop(web)
+        web = env.web(processes=2)
+        try:
+            step('enqueue: POST /api/mails, 8 keep-alive clients, [web] processes = 2')
+            results['enqueue_http2'] = enqueue.http_single(env, sizes['http'])
+        finally:
+            env.stop(web)
 
         step('memory: Redis bytes per queued mail')
         results['memory'] = memory.queued_overhead(env, rt, sizes['memory'])

@@ -57,8 +57,8 @@ class BenchEnv:
         return start_process([PYTHON, REPO / 'mailq.py', command, '-c', self.ini, *rest],
                              env=env)
 
-    def web(self):
-        proc = self.mailq('web')
+    def web(self, processes=1):
+        proc = self.mailq('web', env={'MAILQ_WEB_PROCESSES': str(processes)})
         wait_http(f'http://127.0.0.1:{self.web_port}/healthz', timeout=30)
         return proc
 

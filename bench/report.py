@@ -13,6 +13,8 @@ def table(r):
                      _ok(rate >= 3 * base, '>= 3x baseline')))
     for key, label, target in (('enqueue_send', 'Enqueue, mailq.send()', 5000),
                                ('enqueue_http', 'Enqueue, POST /api/mails (8 clients)', 1500),
+                               ('enqueue_http2', 'Enqueue, POST /api/mails, 2 web processes',
+                                1500),
                                ('enqueue_batch', 'Enqueue, POST /api/mails/batch x1000', 20000)):
         rate = r[key]['rate']
         rows.append((label, f'{rate:,.0f} /s', f'{huey_calls:,.0f} (Huey task())',

@@ -187,10 +187,12 @@ class WebConfig:
     password: str = ''
     api_token: str = ''
     threads: int = 8
+    processes: int = 1
     secret: str = field(default_factory=lambda: _secret(''))
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
-              'api_token': _str, 'threads': _int(1, 256), 'secret': _secret}
+              'api_token': _str, 'threads': _int(1, 256), 'processes': _int(1, 64),
+              'secret': _secret}
 
     @property
     def has_auth(self):

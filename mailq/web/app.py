@@ -139,7 +139,29 @@ def serve(rt, host=None, port=None, threads=None):
     check_bind(web, host)
     _startup_warning(rt)
     _json_server_errors()
+    options = dict(threads=threads or web.threads, ident='mailq', _quiet=True,
+                   max_request_body_size=rt.config.limits.max_body_bytes + 1024)
     log.info('web listening on http://%s:%s/', host, port)
-    waitress.serve(create_app(rt), host=host, port=port, threads=threads or web.threads,
-                   ident='mailq', _quiet=True, max_request_body_size=rt.config.limits.max_body_bytes
-                   + 1024)
+    if web.processes > 1:
+        return _serve_swarm(rt, host, port, web.processes, options)
+    waitress.serve(create_app(rt), host=host, port=port, **options)
+
+
+def _serve_swarm(rt, host, port, processes, options):
+    """[web] processes > 1: bind the socket once, then fork servers that all accept on it
+    (the kernel spreads connections), so the API uses more than one core."""
+    import signal
+    import socket
+    import sys
+    import waitress
+    from ..swarm import Swarm
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=1024)
+
+    def child(index):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        waitress.serve(create_app(rt), sockets=[sock], **options)
+    try:
+        return Swarm('web', [child] * processes).run()
+    finally:
+        sock.close()
