@@ -78,7 +78,7 @@ def _queue_list(raw):
         items.append(parse_queue_spec(part))
     if not items:
         raise ValueError('at least one queue is needed')
-    return items
+    return tuple(items)
 
 
 _queue_list.allowed = 'queue names separated by ", " (name,weight for weighted order)'
