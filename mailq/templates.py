@@ -12,8 +12,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from jinja2 import (FileSystemLoader, FunctionLoader, StrictUndefined, TemplateError,
-                    TemplateNotFound)
+from jinja2 import (ChainableUndefined, FileSystemLoader, FunctionLoader, StrictUndefined,
+                    TemplateError, TemplateNotFound)
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 PARTS = ('subject', 'txt', 'html')
@@ -74,10 +74,15 @@ class MailTemplates:
     def __init__(self, path, render_timeout=2.0):
         self.path = Path(path) if path else builtin_templates('mail')
         self.render_timeout = render_timeout
-        self.env = Sandbox(
-            loader=template_loader(self.path),
-            autoescape=lambda name: bool(name) and name.endswith('.html'),
-            undefined=StrictUndefined, keep_trailing_newline=False, auto_reload=False)
+        self.env = self._environment(StrictUndefined)
+        # `check` renders without the caller's variables; it gets its own environment
+        # so a health check never loosens a render running in another thread.
+        self.lenient_env = self._environment(ChainableUndefined)
+
+    def _environment(self, undefined):
+        return Sandbox(loader=template_loader(self.path),
+                       autoescape=lambda name: bool(name) and name.endswith('.html'),
+                       undefined=undefined, keep_trailing_newline=False, auto_reload=False)
 
     def names(self):
         """Every template name that has at least a subject or a body file."""
@@ -87,28 +92,29 @@ class MailTemplates:
                        if p.is_file() and p.name.rsplit('.', 1)[-1] in PARTS})
 
     def exists(self, name):
-        return name in self.names()
+        """Templates are loaded once (no auto-reload), so their names are listed once too."""
+        if self._names is None:
+            self._names = frozenset(self.names())
+        return name in self._names
+
+    _names = None
 
     def check(self, name):
         """Render every part with a lenient context: catches syntax and runtime errors
         that do not depend on the caller's variables."""
-        from jinja2 import ChainableUndefined
         errors = []
         for part in PARTS:
             try:
-                template = self.env.get_template(f'{name}.{part}')
+                template = self.lenient_env.get_template(f'{name}.{part}')
             except TemplateNotFound:
                 continue
             except TemplateError as exc:
                 errors.append(f'{name}.{part}: {exc}')
                 continue
             try:
-                self.env.undefined = ChainableUndefined
                 template.render({})
             except Exception as exc:   # report, do not crash the check
                 errors.append(f'{name}.{part}: {type(exc).__name__}: {exc}')
-            finally:
-                self.env.undefined = StrictUndefined
         return errors
 
     def render(self, name, context):
