@@ -13,6 +13,7 @@ import smtplib
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .cron.validate import check_report as check_cron
 from .runtime import Runtime
@@ -71,9 +72,16 @@ def check_templates(rt):
     return Result('templates', True, f'{len(names)} rendered: {", ".join(names)}')
 
 
+def check_config(config):
+    if not Path(config.source).exists():
+        return Result('config', True, f'no file at {config.source}: defaults and '
+                                      'MAILQ_* environment variables')
+    return Result('config', True, f'{config.source} ok')
+
+
 def results(rt, smtp=None):
     """Every check, in order. `smtp` replaces the SMTP check (a cached one)."""
-    return [Result('config', True, f'{rt.config.source} ok'), check_redis(rt),
+    return [check_config(rt.config), check_redis(rt),
             smtp or check_smtp(rt.config), check_templates(rt),
             Result('cron', *check_cron(rt), required=False)]
 
