@@ -12,13 +12,14 @@ from urllib.parse import urlparse
 import redis
 
 from .errors import Unavailable
+from .redisconn import connection_pool
 
 VAR = Path('var')
 
 
 def redis_answers(url):
     try:
-        return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        return redis.Redis(connection_pool=connection_pool(url)).ping()
     except (redis.ConnectionError, redis.TimeoutError):
         return False
     except redis.ResponseError:
