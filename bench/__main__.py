@@ -47,7 +47,7 @@ def run(sizes):
         web = env.web()
         try:
             step('enqueue: POST /api/mails, 8 keep-alive clients')
-            results['enqueue_http'] = enqueue.http_single(env, sizes['http'])
+            results['enqueue_http'] = enqueue.http_single(env, sizes['http'], web=web)
             step('enqueue: POST /api/mails/batch, 1,000 a request')
             results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'])
         finally:
@@ -55,7 +55,7 @@ def run(sizes):
         web = env.web(processes=2)
         try:
             step('enqueue: POST /api/mails, 8 keep-alive clients, [web] processes = 2')
-            results['enqueue_http2'] = enqueue.http_single(env, sizes['http'])
+            results['enqueue_http2'] = enqueue.http_single(env, sizes['http'], web=web)
         finally:
             env.stop(web)
 

@@ -6,6 +6,7 @@ import time
 import mailq
 
 from . import mails
+from .env import tree_cpu
 from .httpload import post_many
 
 
@@ -17,12 +18,21 @@ def python_send(env, count):
     return _rate(count, time.perf_counter() - started)
 
 
-def http_single(env, count, clients=8):
+def http_single(env, count, clients=8, web=None):
+    """Also the CPU per request of the web processes, Redis and this load client
+    (they share the cores, so the sum bounds the rate)."""
     env.flush()
     body = json.dumps(mails.request(1)).encode()
     post_many(env.web_port, '/api/mails', body, 200, clients)      # warm up
+    before = _cpu(env, web)
     seconds, statuses = post_many(env.web_port, '/api/mails', body, count, clients)
-    return {**_rate(count, seconds), 'statuses': statuses}
+    used = [(b - a) / count * 1e6 for a, b in zip(before, _cpu(env, web))]
+    return {**_rate(count, seconds), 'statuses': statuses,
+            'cpu_us_per_request': dict(zip(('web', 'redis', 'client'), map(round, used)))}
+
+
+def _cpu(env, web):
+    return (tree_cpu(web.pid) if web else 0.0, tree_cpu(env.redis.proc.pid), time.process_time())
 
 
 def http_batch(env, requests, per_request=1000):

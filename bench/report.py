@@ -17,7 +17,9 @@ def table(r):
                                 1500),
                                ('enqueue_batch', 'Enqueue, POST /api/mails/batch x1000', 20000)):
         rate = r[key]['rate']
-        rows.append((label, f'{rate:,.0f} /s', f'{huey_calls:,.0f} (Huey task())',
+        cpu = r[key].get('cpu_us_per_request')
+        cpu = ', CPU/req ' + ' '.join(f'{k} {v} us' for k, v in cpu.items()) if cpu else ''
+        rows.append((label, f'{rate:,.0f} /s{cpu}', f'{huey_calls:,.0f} (Huey task())',
                      _ok(rate >= target, f'>= {target:,}')))
     for key, label, target in (('latency', 'Latency at 100 mails/s', 50),
                                ('punctuality', 'Punctuality (late after send_at)', 1000)):

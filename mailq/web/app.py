@@ -148,20 +148,35 @@ def serve(rt, host=None, port=None, threads=None):
 
 
 def _serve_swarm(rt, host, port, processes, options):
-    """[web] processes > 1: bind the socket once, then fork servers that all accept on it
-    (the kernel spreads connections), so the API uses more than one core."""
+    """[web] processes > 1: fork servers that listen on the same port, so the API uses
+    more than one core. Each child has its own SO_REUSEPORT socket and the kernel spreads
+    new connections over them; with one shared socket the child that woke first took
+    every keep-alive connection. The parent binds first, to fail before forking."""
     import signal
-    import socket
     import sys
     import waitress
     from ..swarm import Swarm
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=1024)
+    holder = _reuseport_socket(host, port)      # bound, never listening: gets no connections
 
     def child(index):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        waitress.serve(create_app(rt), sockets=[sock], **options)
+        waitress.serve(create_app(rt), sockets=[_reuseport_socket(host, port)], **options)
     try:
         return Swarm('web', [child] * processes).run()
     finally:
+        holder.close()
+
+
+def _reuseport_socket(host, port):
+    import socket
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
         sock.close()
+        raise ConfigError(f'cannot listen on {host}:{port}: {exc.strerror}', section='web',
+                          key='port') from None
+    return sock
