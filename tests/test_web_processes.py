@@ -91,3 +91,17 @@ def test_two_processes_answer_on_one_port(tmp_ini, redis_url):
     assert code == 0, read_log(proc)
     assert f'(pid {first}) died (signal 9); restarting' in read_log(proc)
     assert child_pids(proc.pid) == []
+
+
+def test_a_second_web_swarm_on_the_same_port_is_refused(tmp_ini, redis_url):
+    port = free_port()
+    ini = tmp_ini(redis={'url': redis_url}, web={'port': str(port), 'processes': '2'})
+    first = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'web', '-c', ini])
+    try:
+        wait_http(f'http://127.0.0.1:{port}/healthz')
+        second = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'web', '-c', ini])
+        assert second.wait(20) == 2, read_log(second)
+        assert f'cannot listen on 127.0.0.1:{port}' in read_log(second)
+        assert "section 'web'" in read_log(second) or '[web]' in read_log(second)
+    finally:
+        assert stop_process(first) == 0

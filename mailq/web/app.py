@@ -156,6 +156,7 @@ def _serve_swarm(rt, host, port, processes, options):
     import sys
     import waitress
     from ..swarm import Swarm
+    _reuseport_socket(host, port, reuse=False).close()     # port in use by anyone: fail here
     holder = _reuseport_socket(host, port)      # bound, never listening: gets no connections
 
     def child(index):
@@ -167,12 +168,14 @@ def _serve_swarm(rt, host, port, processes, options):
         holder.close()
 
 
-def _reuseport_socket(host, port):
+def _reuseport_socket(host, port, reuse=True):
+    """A socket bound to host:port; reuse=False also fails on a port that another
+    SO_REUSEPORT server (a second `mailq web`) holds, which would otherwise share it."""
     import socket
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse))
     try:
         sock.bind(address)
     except OSError as exc:
