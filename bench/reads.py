@@ -5,7 +5,7 @@ import statistics
 from . import mails
 from .httpload import get
 
-PAGES = ('/api/stats', '/', '/queues', '/queues/mailers', '/scheduled', '/retries', '/dead',
+PAGES = ('/api/stats', '/', '/queues', '/queues/mailers', '/scheduled', '/retrying', '/dead',
          '/busy', '/cron', '/outbox')
 
 

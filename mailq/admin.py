@@ -384,7 +384,7 @@ def queues(rt, now=None):
 
 
 def set_paused(rt, name, paused):
-    """Pause or resume a queue: fetch skips paused queues (fetch.lua)."""
+    """Pause or resume a queue: take.lua skips paused queues."""
     if name not in queue_names(rt):
         raise NotFound(f'no queue {name!r}')
     with redis_errors():

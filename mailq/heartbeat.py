@@ -51,14 +51,7 @@ def reap(store, now=None, timeout=5.0, local_host=None):
     now = now or time.time()
     dead = [w.decode() for w in store.redis.zrangebyscore(keys.workers, '-inf', now - timeout)]
     if local_host:
-        for wid, _ in store.redis.zrange(keys.workers, 0, -1, withscores=True):
-            wid = wid.decode()
-            host, _, rest = wid.rpartition(':')[0].rpartition(':')[0], None, wid
-            parts = wid.split(':')
-            if len(parts) >= 3 and ':'.join(parts[:-2]) == local_host \
-                    and parts[-2].isdigit() and int(parts[-2]) != os.getpid() \
-                    and not pid_alive(int(parts[-2])) and wid not in dead:
-                dead.append(wid)
+        dead += [wid for wid in _gone_on_this_host(store, local_host) if wid not in dead]
     reaped = {}
     for wid in dead:
         reaped[wid] = store.requeue_worker(wid)
@@ -68,9 +61,10 @@ def reap(store, now=None, timeout=5.0, local_host=None):
 
 
 def release_orphans(store, worker_id, suspects):
-    """Return in-flight tasks that no thread of this worker holds (their fetch or claim
-    reply was lost, e.g. to a Redis restart). A task counts as orphaned when it was
-    unclaimed at two sweeps in a row; claim.lua refuses a task no longer in flight.
+    """Return in-flight tasks that no thread of this worker holds (the reply to their
+    take was lost, e.g. to a Redis restart). A task counts as orphaned when it was
+    unclaimed at two sweeps in a row. A thread always holds a busy entry for the task it
+    took (take.lua writes both at once), so a task without one has no thread on it.
     Returns the tasks that are suspects now."""
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
@@ -91,6 +85,18 @@ def release_orphans(store, worker_id, suspects):
         else:
             unclaimed.add(task)
     return unclaimed
+
+
+def _gone_on_this_host(store, host):
+    """Workers registered by this host whose process no longer exists."""
+    gone = []
+    for wid in store.redis.zrange(store.keys.workers, 0, -1):
+        wid = wid.decode()
+        wid_host, _, rest = wid.rpartition(':')[0].rpartition(':')
+        pid = int(rest) if rest.isdigit() else None
+        if wid_host == host and pid and pid != os.getpid() and not pid_alive(pid):
+            gone.append(wid)
+    return gone
 
 
 class Heartbeat(threading.Thread):

@@ -29,21 +29,9 @@ class Processor:
     def busy_field(self):
         return busy_field()
 
-    def process(self, mail_id, queue, task, claim=None):
-        """Deliver a fetched task; `claim` when the fetch claimed it already (take.lua)."""
+    def process(self, mail_id, queue, task, claim):
+        """Deliver a task that take.lua fetched and claimed; record the outcome."""
         busy = self.busy_field()
-        if claim is None:
-            try:
-                claim = self.store.claim(mail_id, task, self.worker_id, busy)
-            except REDIS_DOWN:
-                # Nothing was sent: give the task back as soon as Redis answers again.
-                _until_redis_answers(lambda: self.store.release(mail_id, task, queue,
-                                                                self.worker_id, busy),
-                                     f'return mail {mail_id} to its queue')
-                return None
-            if claim is None:
-                log.info('mail %s skipped: cancelled, sent or re-planned meanwhile', mail_id)
-                return None
         sender, recipients, raw, attempts = claim
         started = time.monotonic()
         try:

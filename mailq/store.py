@@ -88,7 +88,7 @@ class Store:
         self.limits = config.limits
         self.outbox_max = config.smtp.outbox_max
         self.scripts = {name: _load_script(client, name) for name in
-                        ('accept', 'fetch', 'claim', 'take', 'finish', 'due', 'requeue', 'cancel',
+                        ('accept', 'take', 'finish', 'due', 'requeue', 'cancel',
                          'release')}
 
     # -- accept
@@ -111,26 +111,9 @@ class Store:
 
     # -- worker side
 
-    def fetch(self, worker_id, queue_order):
-        keys = self.keys
-        reply = self.scripts['fetch'](
-            keys=[keys.inflight(worker_id), keys.paused] + [keys.queue(q) for q in queue_order],
-            args=list(queue_order))
-        return (reply[0].decode(), reply[1]) if reply else None
-
-    def claim(self, mail_id, task, worker_id, busy_field, now=None):
-        """Mark a mail as sending. None when its task is stale (then it is dropped)."""
-        keys = self.keys
-        reply = self.scripts['claim'](
-            keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
-            args=[task, worker_id, busy_field, now or time.time()])
-        if not reply:
-            return None
-        sender, rcpts, raw, attempts = reply
-        return sender.decode(), json.loads(rcpts), raw, int(attempts)
-
     def take(self, worker_id, queue_order, busy_field, now=None):
-        """fetch() and claim() in one script: (queue, task, claim) or None."""
+        """Reliable fetch and claim in one script (take.lua): (queue, task, claim) or None,
+        where claim is (sender, recipients, raw message, attempts)."""
         keys = self.keys
         reply = self.scripts['take'](
             keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id)]

@@ -118,9 +118,10 @@ def deliver_next(rt, queue='mailers', outbox=False):
                                  if outbox else rt.config.smtp)
     processor = Processor(rt.store, transport, rt.config.worker, rt.config.log, rt.new_task)
     processor.worker_id = 'testhost:1:feed01'
-    fetched_queue, task = rt.store.fetch(processor.worker_id, [queue])
+    fetched_queue, task, claim = rt.store.take(processor.worker_id, [queue],
+                                               processor.busy_field())
     mail_id = json.loads(task)['args'][0]
-    processor.process(mail_id, fetched_queue, task)
+    processor.process(mail_id, fetched_queue, task, claim)
     transport.close()
     return mail_id
 
@@ -389,13 +390,13 @@ def test_queue_delete_clear_pause_resume(browser, rt):
     assert browser.form('/queues/mailers/pause', {})[0] == 303
     assert rt.redis.sismember(rt.keys.paused, 'mailers')
     assert 'paused' in browser.get('/queues/mailers')[2]
-    assert rt.store.fetch('w:1:x', ['mailers', 'default'])[0] == 'default'   # skips paused
+    assert rt.store.take('w:1:x', ['mailers', 'default'], 't1')[0] == 'default'   # skips paused
     assert browser.form('/queues/mailers/resume', {})[0] == 303
     assert not rt.redis.sismember(rt.keys.paused, 'mailers')
     assert browser.form('/queues/mailers/clear', {})[0] == 303
     assert rt.redis.llen(rt.keys.queue('mailers')) == 0
     assert all(status_of(rt, i) is None for i in ids)
-    assert status_of(rt, other) == 'queued'         # fetched above, in flight: untouched
+    assert status_of(rt, other) == 'sending'        # taken above, in flight: untouched
     assert rt.redis.llen(rt.keys.inflight('w:1:x')) == 1
     assert browser.form('/queues/nope/pause', {})[0] == 404
 

@@ -19,39 +19,53 @@ def send(rt, **extra):
     return service.send(rt, {'to': 'ann@example.com', 'subject': 's', 'text': 't', **extra})['id']
 
 
-def test_fetch_moves_the_task_into_the_in_flight_list(rt, redis_client):
+def take(rt, worker_id, queues=('mailers', 'default'), busy='t1'):
+    return rt.store.take(worker_id, list(queues), busy)
+
+
+def lose_reply(rt, worker_id, busy='t1'):
+    """What a thread does after its take's reply was lost: it takes again, and that
+    take drops the thread's stale busy entry."""
+    assert take(rt, worker_id, busy=busy) is None
+
+
+def test_take_moves_the_task_into_the_in_flight_list_and_claims_it(rt, redis_client):
     mail_id = send(rt)
-    queue, task = rt.store.fetch('w1', ['mailers', 'default'])
+    queue, task, claim = take(rt, 'w1')
     assert queue == 'mailers' and json.loads(task)['args'] == [mail_id]
+    assert claim == ('mailq@example.com', ['ann@example.com'],
+                     redis_client.hget(f'mailq:m:{mail_id}', 'raw'), 1)
     assert redis_client.llen('mailq:q:mailers') == 0
     assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [task]
-    assert rt.store.fetch('w1', ['mailers', 'default']) is None
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sending'
+    assert json.loads(redis_client.hget('mailq:busy:w1', 't1'))['id'] == mail_id
+    assert take(rt, 'w1', busy='t2') is None
 
 
 def test_paused_queue_is_skipped(rt, redis_client):
     send(rt, queue='mailers')
     other = send(rt, queue='default')
     redis_client.sadd('mailq:paused', 'mailers')
-    queue, task = rt.store.fetch('w1', ['mailers', 'default'])
+    queue, task, _ = take(rt, 'w1')
     assert queue == 'default' and json.loads(task)['args'] == [other]
 
 
 def test_orphaned_in_flight_task_goes_back_after_two_sweeps(rt, redis_client):
     mail_id = send(rt)
-    _, task = rt.store.fetch('w1', ['mailers'])       # the reply "was lost": nobody claims it
+    _, task, _ = take(rt, 'w1')
+    lose_reply(rt, 'w1')
     suspects = release_orphans(rt.store, 'w1', set())
     assert suspects == {task} and redis_client.llen('mailq:inflight:w1') == 1
     suspects = release_orphans(rt.store, 'w1', suspects)
     assert redis_client.llen('mailq:inflight:w1') == 0
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [task]
-    # a thread that wakes up late cannot claim it any more
-    assert rt.store.claim(mail_id, task, 'w1', 'late-thread') is None
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
+    assert take(rt, 'w2')[1] == task           # and it is delivered from there
 
 
 def test_claimed_task_is_not_an_orphan(rt, redis_client):
     mail_id = send(rt)
-    _, task = rt.store.fetch('w1', ['mailers'])
-    assert rt.store.claim(mail_id, task, 'w1', 't1') is not None
+    assert take(rt, 'w1') is not None
     suspects = release_orphans(rt.store, 'w1', release_orphans(rt.store, 'w1', set()))
     assert suspects == set() and redis_client.llen('mailq:inflight:w1') == 1
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sending'
@@ -59,8 +73,7 @@ def test_claimed_task_is_not_an_orphan(rt, redis_client):
 
 def test_dead_worker_is_reaped_by_heartbeat_age(rt, redis_client):
     mail_id = send(rt)
-    _, task = rt.store.fetch('gone', ['mailers'])
-    rt.store.claim(mail_id, task, 'gone', 't1')
+    _, task, _ = take(rt, 'gone')
     redis_client.zadd('mailq:workers', {'gone': 1000.0})
     assert reap(rt.store, now=1010.0, timeout=5) == {'gone': 1}
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [task]
@@ -74,18 +87,21 @@ def test_dead_local_process_is_reaped_at_once(rt, redis_client):
     send(rt)
     dead_pid = 2 ** 22 + 12345       # above pid_max: never a live process
     wid = f'{socket.gethostname()}:{dead_pid}:abc123'
-    rt.store.fetch(wid, ['mailers'])
+    take(rt, wid)
     redis_client.zadd('mailq:workers', {wid: 10 ** 12})   # heartbeat looks fresh
     assert reap(rt.store, timeout=5, local_host=socket.gethostname()) == {wid: 1}
     assert redis_client.llen('mailq:q:mailers') == 1
 
 
 def test_stale_task_of_a_cancelled_mail_is_dropped(rt, redis_client):
-    mail_id = send(rt)
-    _, task = rt.store.fetch('w1', ['mailers'])
-    assert service.cancel(rt, mail_id)['status'] == 'cancelled'
-    assert rt.store.claim(mail_id, task, 'w1', 't1') is None
-    assert redis_client.llen('mailq:inflight:w1') == 0
+    cancelled = send(rt)
+    assert service.cancel(rt, cancelled)['status'] == 'cancelled'
+    redis_client.lpush('mailq:q:mailers', redis_client.hget(f'mailq:m:{cancelled}', 'task'))
+    live = send(rt)
+    queue, task, _ = take(rt, 'w1')          # the stale task is dropped on the way
+    assert json.loads(task)['args'] == [live]
+    assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [task]
+    assert redis_client.hget(f'mailq:m:{cancelled}', 'status') == b'cancelled'
 
 
 def test_due_scheduled_and_retry_tasks_move_to_their_queue(rt, redis_client):

@@ -1,7 +1,7 @@
 -- Reliable fetch and claim in one step (one round trip per mail): move the oldest task
 -- of the first non-paused, non-empty queue into this worker's in-flight list and mark
 -- its mail as sending. Stale tasks (the mail was cancelled, sent or re-planned since)
--- are dropped on the way, as claim.lua does.
+-- are dropped on the way.
 -- KEYS: in-flight list, paused set, busy hash, queue lists in the order to try
 -- ARGV: worker id, busy field, now, record key prefix, queue names (same order)
 -- A busy entry left by this thread means the reply to its last take was lost: drop it,
