@@ -45,7 +45,14 @@ class WebApp:
         return self.request('GET', path, **kw)
 
     def close(self):
-        self.server.close()
+        """Close every socket from inside the server's own loop, so it ends cleanly
+        (closing them from here races the loop's select())."""
+        def close_all():
+            for channel in list(self.server._map.values()):
+                channel.close()
+        self.server.trigger.pull_trigger(close_all)
+        self.thread.join(5)
+        self.server.task_dispatcher.shutdown()
 
 
 def _parse(resp):
