@@ -33,19 +33,14 @@ def error_response(status, message, details=None, headers=None):
 
 
 def create_app(rt):
-    """The whole web app: API routes plus (later) the dashboard, on one Bottle app."""
-    from . import api, cron_api, metrics_route, openapi
+    """The whole web app on one Bottle: JSON API, admin API, cron, metrics, OpenAPI, dashboard."""
+    from . import admin_api, api, cron_api, dashboard, metrics_route, openapi
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
-    api.install(app, rt)
-    openapi.install(app, rt)
-    metrics_route.install(app, rt)
-    cron_api.install(app, rt)
-    from . import admin_api, dashboard
-    admin_api.install(app, rt)
-    dashboard.install(app, rt)
+    for routes in (api, openapi, metrics_route, cron_api, admin_api, dashboard):
+        routes.install(app, rt)
     for code in (400, 401, 403, 404, 405, 409, 413, 422, 500, 503):
         app.error(code)(lambda error: _json_error(error) if is_api()
                         else dashboard.error_page(rt, error.status_code, _message(error)))
