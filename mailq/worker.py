@@ -16,6 +16,7 @@ import redis
 from huey.consumer import Consumer, Scheduler, Worker
 
 from .cron.ticker import start_ticker
+from .cron.validate import check_runtime
 from .heartbeat import Heartbeat, reap, worker_identity, worker_info
 from .processor import Processor
 from .redisconn import persistence_warning
@@ -137,6 +138,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
 def run_swarm(config, concurrency, queues):
     """-k process: one thread-mode worker per core, each with its share of the threads
     and its own identity, heartbeat and in-flight list."""
+    check_runtime(Runtime(config))   # a bad cron job fails here, not in a restart loop
     counts = shares(concurrency, os.cpu_count() or 1)
     log.info('worker swarm: %d processes x %s threads', len(counts),
              '/'.join(map(str, sorted(set(counts), reverse=True))))
