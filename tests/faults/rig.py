@@ -164,6 +164,12 @@ class Rig:
         got = self.received()
         return all(got[mid] for mid in message_ids)
 
+    def all_sent(self, message_ids):
+        """Delivered at the SMTP server and recorded as sent: the worker writes its
+        outcome just after the server's 250, so a test that reads records waits for both."""
+        return (self.all_delivered(message_ids.values())
+                and self.statuses(list(message_ids)) == {'sent': len(message_ids)})
+
     def tally(self, mail_ids, message_ids=None):
         """{mails_in, delivered, duplicates, lost} for these mails."""
         message_ids = message_ids or self.message_ids(mail_ids)
