@@ -5,6 +5,7 @@ and timeouts, which carry no code) is retried with backoff, 5yz is dead at
 once. Retries that run out are dead too. The claim and the outcome are one Lua
 script each; the task is acknowledged only together with its outcome.
 """
+import json
 import logging
 import time
 
@@ -40,44 +41,53 @@ class Processor:
             log.exception('transport error for mail %s', mail_id)
             delivery = Delivery(ok=False, transient=True, reply=f'internal error: {exc!r}'[:500])
         duration = time.monotonic() - started
-        outcome, next_at, new_task = self.decide(delivery, attempts, mail_id, queue)
+        owed = delivery.still_owed(recipients)
+        outcome, next_at, new_task = self.decide(delivery, owed, attempts, mail_id, queue)
         attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': outcome,
                    'code': delivery.code, 'reply': delivery.outcome_text,
                    'duration': round(duration, 4)}
+        last_error = '' if delivery.ok else delivery.outcome_text
         if delivery.refused:
             attempt['refused'] = delivery.refused
-        last_error = '' if delivery.ok and not delivery.refused else delivery.outcome_text
         if delivery.ok and delivery.refused:
             last_error = 'some recipients refused: ' + ', '.join(
                 f'{rcpt} ({code})' for rcpt, (code, _) in delivery.refused.items())
+        if delivery.ok and owed:      # the attempt is judged by its deferred recipients
+            attempt['code'] = delivery.deferred[owed[0]][0]
+        # Only the recipients still owed the mail stay on its envelope, so a retry
+        # never sends a second copy to those who have it.
+        rcpts = json.dumps(owed) if owed and owed != recipients else ''
         # The mail went out (or failed): its outcome must be recorded, however long
         # Redis is away, or the mail would be sent again.
         _until_redis_answers(lambda: self.store.finish(
             mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
-            next_at=next_at, new_task=new_task,
+            next_at=next_at, new_task=new_task, rcpts=rcpts,
             outbox=getattr(self.transport, 'keeps_mail', False)),
             f'record the outcome of mail {mail_id}')
-        self._log(mail_id, queue, recipients, outcome, delivery, duration)
+        # Not last_error: it names refused recipients, which the log may not show in full.
+        self._log(mail_id, queue, recipients, outcome, attempt['code'],
+                  '' if delivery.ok else delivery.outcome_text, duration)
         return outcome
 
-    def decide(self, delivery, attempts, mail_id, queue):
-        """(outcome, next attempt time, new task) for this delivery."""
-        if delivery.ok:
-            return 'sent', 0, ''
-        if not delivery.transient or gives_up(attempts, self.cfg):
+    def decide(self, delivery, owed, attempts, mail_id, queue):
+        """(outcome, next attempt time, new task) for this delivery, given the
+        recipients still owed the mail."""
+        if not owed:
+            return ('sent' if delivery.ok else 'dead'), 0, ''
+        if gives_up(attempts, self.cfg):
             return 'dead', 0, ''
         next_at = time.time() + retry_delay(attempts, self.cfg)
         return 'retrying', next_at, self.new_task(mail_id, queue)
 
-    def _log(self, mail_id, queue, recipients, outcome, delivery, duration):
+    def _log(self, mail_id, queue, recipients, outcome, code, error, duration):
         if self.full_recipients:
             to = ','.join(recipients)
         else:
             to = ','.join(sorted({r.rsplit('@', 1)[-1] for r in recipients}))
         level = logging.INFO if outcome == 'sent' else logging.WARNING
         log.log(level, 'delivery mail=%s queue=%s to=%s outcome=%s code=%s duration_ms=%.1f%s',
-                mail_id, queue, to, outcome, delivery.code or '-', duration * 1000,
-                '' if delivery.ok else f' reply="{delivery.outcome_text[:200]}"')
+                mail_id, queue, to, outcome, code or '-', duration * 1000,
+                f' reply="{error[:200]}"' if error else '')
 
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)

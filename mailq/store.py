@@ -125,8 +125,9 @@ class Store:
         return queue.decode(), task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
-               next_at=0, new_task='', outbox=False, now=None):
-        """Record an attempt's outcome and acknowledge the task."""
+               next_at=0, new_task='', rcpts='', outbox=False, now=None):
+        """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
+        given, narrows the envelope to the recipients still owed the mail."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -147,7 +148,7 @@ class Store:
                   keys.stat('deliveries'), keys.stat('duration')],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, trim_count, trim_before, keys.record(''),
-                  *delivery_metric_fields(attempt)])
+                  *delivery_metric_fields(attempt), rcpts])
 
     def release(self, mail_id, task, queue, worker_id, busy_field):
         """Give a fetched but unclaimed task back to the front of its queue."""

@@ -32,6 +32,21 @@ class Delivery:
     def outcome_text(self):
         return f'{self.code} {self.reply}'.strip() if self.code else self.reply
 
+    @property
+    def deferred(self):
+        """Recipients refused with a 4xx at RCPT: RFC 5321 4.5.3.1.10 asks the client
+        to try them again in a later transaction, whatever became of the others."""
+        return {rcpt: reply for rcpt, reply in self.refused.items() if 400 <= reply[0] < 500}
+
+    def still_owed(self, recipients):
+        """The recipients a retry must go to: after a delivery, the deferred ones;
+        after a transient failure, all but those refused for good (5xx)."""
+        if self.ok:
+            return [r for r in recipients if r in self.deferred]
+        if not self.transient:
+            return []
+        return [r for r in recipients if r not in self.refused or r in self.deferred]
+
 
 def create_transport(smtp_config):
     kind = smtp_config.transport

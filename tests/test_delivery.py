@@ -92,6 +92,58 @@ def test_partial_refusal_is_recorded_per_recipient(web, worker, smtp_server):
     assert smtp_server.wait_for(1)[0].rcpt_tos == ['ann@example.com']
 
 
+def test_recipients_deferred_with_4xx_are_retried_alone(web, worker, smtp_server):
+    """RFC 5321 4.5.3.1.10: a 452 at RCPT means "try me in a later transaction";
+    the retry goes to that recipient only, so nobody gets the mail twice."""
+    smtp_server.fail_rcpt('later@example.com', 452, '4.5.3 Too many recipients')
+    mail_id = web.post('/api/mails', {**MAIL, 'to': ['ann@example.com', 'later@example.com']}
+                       )[2]['id']
+    mail = wait_status(web, mail_id, 'retrying', timeout=10)
+    assert mail['history'][0]['code'] == 452
+    assert mail['history'][0]['refused'] == {'later@example.com': [452, '4.5.3 Too many recipients']}
+    assert smtp_server.wait_for(1)[0].rcpt_tos == ['ann@example.com']
+    smtp_server.fail_rcpt('later@example.com', None)
+    mail = wait_status(web, mail_id, 'sent', timeout=15)
+    assert [(a['outcome'], a['code']) for a in mail['history']] == [('retrying', 452), ('sent', 250)]
+    assert [m.rcpt_tos for m in smtp_server.wait_for(2)] == [['ann@example.com'],
+                                                              ['later@example.com']]
+    assert all(m.message_id == mail['message_id'] for m in smtp_server.messages)
+
+
+def test_all_refused_retries_only_the_4xx_recipients(web, worker, smtp_server):
+    smtp_server.fail_rcpt('later@example.com', 450, '4.2.0 Greylisted')
+    smtp_server.fail_rcpt('gone@example.com', 550, '5.1.1 No such user')
+    mail_id = web.post('/api/mails', {**MAIL, 'to': ['later@example.com', 'gone@example.com']}
+                       )[2]['id']
+    mail = wait_status(web, mail_id, 'retrying', timeout=10)
+    assert set(mail['history'][0]['refused']) == {'later@example.com', 'gone@example.com'}
+    smtp_server.fail_rcpt('later@example.com', None)
+    mail = wait_status(web, mail_id, 'sent', timeout=15)
+    assert [a['outcome'] for a in mail['history']] == ['retrying', 'sent']
+    assert mail['history'][1].get('refused', {}) == {}     # gone@ was not asked again
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [['later@example.com']]
+
+
+def test_deferred_recipients_that_never_take_it_end_dead(tmp_ini, redis_url, smtp_server):
+    ini = tmp_ini(redis={'url': redis_url},
+                  worker={'max_retries': '1', 'retry_base': '0.2', 'retry_max_delay': '0.2'},
+                  smtp={'transport': 'smtp', 'port': str(smtp_server.port), 'timeout': '5'})
+    smtp_server.fail_rcpt('later@example.com', 452, '4.5.3 Too many recipients')
+    web, proc = WebApp(ini), start_worker(ini, '-w', '2')
+    try:
+        mail_id = web.post('/api/mails', {**MAIL, 'to': ['ann@example.com', 'later@example.com']}
+                           )[2]['id']
+        mail = wait_status(web, mail_id, 'dead')
+        assert [(a['outcome'], a['code']) for a in mail['history']] == [
+            ('retrying', 452), ('dead', 452)]
+        assert mail['last_error'].startswith('452')
+        assert list(mail['history'][1]['refused']) == ['later@example.com']   # ann@ not again
+        assert [m.rcpt_tos for m in smtp_server.messages] == [['ann@example.com']]
+    finally:
+        stop_process(proc)
+        web.close()
+
+
 def test_scheduled_mail_goes_out_on_time(web, worker, smtp_server):
     started = time.time()
     body = web.post('/api/mails', {**MAIL, 'delay': 2})[2]

@@ -6,7 +6,8 @@
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'), now, attempt json,
 --       last error, score for the outcome set, new task (retrying), keep seconds (sent),
 --       trim: max members of the outcome set, trim: min score to keep, record key prefix,
---       metrics: outcome:code class field, duration bucket field, duration seconds
+--       metrics: outcome:code class field, duration bucket field, duration seconds,
+--       recipients still owed the mail (JSON; '' when they are all the envelope had)
 redis.call('LREM', KEYS[3], 1, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[2])
 if redis.call('HGET', KEYS[1], 'task') ~= ARGV[1] then
@@ -29,6 +30,9 @@ if outcome ~= 'sent' then
 end
 redis.call('HSET', KEYS[1], 'status', outcome, 'last_error', ARGV[6], 'finished_at', ARGV[4])
 redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+if ARGV[16] ~= '' then
+  redis.call('HSET', KEYS[1], 'rcpts', ARGV[16])
+end
 local id = string.match(KEYS[1], '([^:]+)$')
 if outcome == 'sent' then
   redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
