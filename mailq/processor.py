@@ -58,10 +58,11 @@ class Processor:
         # never sends a second copy to those who have it.
         rcpts = json.dumps(owed) if owed and owed != recipients else ''
         # The mail went out (or failed): its outcome must be recorded, however long
-        # Redis is away, or the mail would be sent again.
+        # Redis is away, or the mail would be sent again. A write repeated because
+        # its reply was lost is recognised by its time and recorded once.
         _until_redis_answers(lambda: self.store.finish(
             mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
-            next_at=next_at, new_task=new_task, rcpts=rcpts,
+            next_at=next_at, new_task=new_task, rcpts=rcpts, now=attempt['at'],
             outbox=getattr(self.transport, 'keeps_mail', False)),
             f'record the outcome of mail {mail_id}')
         # Not last_error: it names refused recipients, which the log may not show in full.

@@ -42,6 +42,20 @@ def test_take_moves_the_task_into_the_in_flight_list_and_claims_it(rt, redis_cli
     assert take(rt, 'w1', busy='t2') is None
 
 
+def test_an_outcome_written_twice_is_recorded_once(rt, redis_client):
+    """The processor repeats finish() when Redis drops its reply; the repeat must not
+    log the attempt or count the delivery a second time."""
+    mail_id = send(rt)
+    _, task, _ = take(rt, 'w1')
+    attempt = {'at': 1764400000.25, 'worker': 'w1', 'outcome': 'sent', 'code': 250}
+    for _ in range(2):
+        assert rt.store.finish(mail_id, task, 'w1', 't1', 'sent', attempt,
+                               now=attempt['at']) == 1
+    assert redis_client.llen(f'mailq:m:{mail_id}:log') == 1
+    assert redis_client.get('mailq:stat:processed') == b'1'
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sent'
+
+
 def test_paused_queue_is_skipped(rt, redis_client):
     send(rt, queue='mailers')
     other = send(rt, queue='default')

@@ -13,6 +13,10 @@ redis.call('HDEL', KEYS[4], ARGV[2])
 if redis.call('HGET', KEYS[1], 'task') ~= ARGV[1] then
   return 0
 end
+-- The same outcome again (its first reply was lost to a Redis outage): already recorded.
+if redis.call('HGET', KEYS[1], 'finished_at') == ARGV[4] then
+  return 1
+end
 local day_ttl = 200 * 86400
 -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
 redis.call('HINCRBY', KEYS[10], ARGV[13], 1)
