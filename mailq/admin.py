@@ -21,11 +21,10 @@ from .service import iso, redis_errors
 from .store import _load_script
 
 PAGE_SIZE = 25
-CHUNK = 500
+CHUNK = 1000
 LIST_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'attempts',
                'created_at', 'send_at', 'next_at', 'finished_at', 'sent_at', 'attachments',
                'from')
-FILTER_FIELDS = ('to', 'subject', 'last_error')
 
 
 class Container:
@@ -117,25 +116,30 @@ def _page_number(page):
 
 
 def _filtered(rt, box, query, page):
-    """Scan the container in chunks; keep the matches of the wanted page, count the rest."""
-    needle = query.lower()
-    start, total, wanted = 0, 0, []
+    """Match the container chunk by chunk inside Redis (admin_filter.lua); keep the
+    matches of the wanted page, count the rest."""
+    order = 'list' if box.is_list else ('desc' if box.newest_first else 'asc')
+    members = 'tasks' if box.tasks else 'ids'
+    needle = _ascii_lower(query)
     first = (page - 1) * PAGE_SIZE
+    script = _script(rt.redis, 'admin_filter')
+    start, total, wanted = 0, 0, []
     while True:
-        chunk = box.read(rt.redis, start, start + CHUNK - 1)
-        if not chunk:
+        scanned, matches, *found = script(keys=[box.key], args=[
+            order, members, start, start + CHUNK - 1, needle, rt.keys.record(''),
+            max(0, first - total), PAGE_SIZE - len(wanted)])
+        if not scanned:
             break
-        pipe = rt.redis.pipeline(transaction=False)
-        for member, _ in chunk:
-            pipe.hmget(rt.keys.record(box.mail_id(member) or '-'), *FILTER_FIELDS)
-        for (member, score), values in zip(chunk, pipe.execute()):
-            text = b'\n'.join(v for v in values if v).decode('utf-8', 'replace').lower()
-            if needle in text:
-                if first <= total < first + PAGE_SIZE:
-                    wanted.append((member, score))
-                total += 1
+        for member, score in zip(found[::2], found[1::2]):
+            wanted.append((member, None if box.is_list else float(score)))
+        total += matches
         start += CHUNK
     return total, wanted
+
+
+def _ascii_lower(text):
+    """Lower case as Lua's string.lower does it: A-Z only."""
+    return ''.join(chr(ord(c) + 32) if 'A' <= c <= 'Z' else c for c in text)
 
 
 def _rows(rt, box, members):

@@ -297,6 +297,24 @@ def test_lists_are_paginated_by_25_and_filterable(browser, rt):
     assert body['total'] == 1 and body['rows'][0]['subject'] == 'Invoice 03'
 
 
+def test_filter_pages_through_more_than_one_chunk(rt):
+    """The filter runs in Redis chunk by chunk; its pages must be the matches, in
+    list order, whatever chunk they fall in."""
+    from mailq import admin
+    ids = [send(rt, delay=3600 + n, subject=f'Match {n}' if n % 7 == 0 else f'Other {n}')
+           for n in range(2100)]
+    expected = ids[::7]                       # scheduled: the soonest first
+    first = admin.listing(rt, 'scheduled', page=1, query='match')
+    assert first['total'] == len(expected) == 300 and first['pages'] == 12
+    got = [row['id'] for page in range(1, 13)
+           for row in admin.listing(rt, 'scheduled', page=page, query='MATCH')['rows']]
+    assert got == expected
+    row = first['rows'][0]
+    assert row['subject'] == 'Match 0'
+    assert abs(row['at_ts'] - float(rt.store.get(ids[0])['send_at'])) < 1e-3
+    assert admin.listing(rt, 'scheduled', page=13, query='match')['rows'] == []
+
+
 def test_filter_matches_the_last_error(browser, rt, smtp_server):
     make_dead(rt, smtp_server, to='bob@example.com')
     send(rt)
