@@ -6,7 +6,9 @@ from . import mails
 from .httpload import get
 
 PAGES = ('/api/stats', '/', '/queues', '/queues/mailers', '/scheduled', '/retrying', '/dead',
-         '/busy', '/cron', '/outbox')
+         '/busy', '/cron', '/outbox',
+         '/dead?q=no+such+user',                # a filter: scans the whole set in Redis
+         '/queues/mailers?q=nobody')
 
 
 def fill(rt, per_state):
