@@ -21,6 +21,7 @@ from .service import iso, redis_errors
 from .store import _load_script
 
 PAGE_SIZE = 25
+MAX_PAGE = 10 ** 9       # (page - 1) * PAGE_SIZE must stay a Redis integer
 CHUNK = 1000
 LIST_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'attempts',
                'created_at', 'send_at', 'next_at', 'finished_at', 'sent_at', 'attachments',
@@ -106,12 +107,13 @@ def listing(rt, kind, page=1, query='', queue=None):
 
 
 def _page_number(page):
+    """A 1-based page; capped, since an index past Redis's 64-bit range is an error there."""
     try:
         page = int(page or 1)
     except (TypeError, ValueError):
         raise ValidationError('page', 'must be a whole number') from None
-    if page < 1:
-        raise ValidationError('page', 'must be >= 1')
+    if not 1 <= page <= MAX_PAGE:
+        raise ValidationError('page', f'must be between 1 and {MAX_PAGE}')
     return page
 
 

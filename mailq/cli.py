@@ -28,16 +28,14 @@ def build_parser():
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
     web = sub.add_parser('web', parents=[common], help='serve the HTTP API and dashboard')
-    web.add_argument('--host', help='address to bind (default: [web] host)')
-    web.add_argument('--port', type=int, help='port (default: [web] port)')
+    _listen_flags(web)
 
     worker = sub.add_parser('worker', parents=[common], help='deliver queued mail')
     _worker_flags(worker)
 
     run = sub.add_parser('run', parents=[common],
                          help='web and worker in one process (one small box, development)')
-    run.add_argument('--host', help='address to bind (default: [web] host)')
-    run.add_argument('--port', type=int, help='port (default: [web] port)')
+    _listen_flags(run)
     _worker_flags(run)
     run.add_argument('--ensure-redis', action='store_true',
                      help='if no Redis answers at [redis] url, start a private one under ./var')
@@ -68,6 +66,22 @@ def build_parser():
     cron.add_argument('name', nargs='?', help='job name (the NAME of [cron:NAME])')
     cron.add_argument('--json', action='store_true', help='print JSON instead of a table')
     return parser
+
+
+def _listen_flags(parser):
+    parser.add_argument('--host', help='address to bind (default: [web] host)')
+    parser.add_argument('--port', type=port_number, help='port (default: [web] port)')
+
+
+def port_number(text):
+    """--port: 1..65535 like [web] port, so a bad one is a usage error, not a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a port (1 to 65535)')
+    return port
 
 
 def _worker_flags(parser):

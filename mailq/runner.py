@@ -1,19 +1,28 @@
 """The `run` role: web and worker in one process, for one small box and development."""
+import dataclasses
 import logging
 import threading
 
 from .runtime import Runtime
-from .web.app import serve
+from .web.app import bind
 from .worker import run_worker
 
 log = logging.getLogger('mailq')
 
 
 def run_all(config, host=None, port=None, workers=None, queues=None, worker_type=None):
-    """The web server runs in a thread; the worker owns the main thread (it needs signals)."""
-    from .web.app import check_bind
-    check_bind(config.web, host or config.web.host)
-    web = threading.Thread(target=serve, args=(Runtime(config), host, port), name='mailq-web',
-                           daemon=True)
-    web.start()
+    """The web server runs in a thread; the worker owns the main thread (it needs signals).
+    The address is bound here first, so a bad or busy one stops `run` with a clean error."""
+    serve = bind(Runtime(one_web_process(config)), host, port)
+    threading.Thread(target=serve, name='mailq-web', daemon=True).start()
     return run_worker(config, workers, queues, worker_type)
+
+
+def one_web_process(config):
+    """[web] processes forks servers that set signal handlers, which only the main thread
+    may do, and here the web has a thread; mailq.ini says the key is for `mailq web`."""
+    if config.web.processes == 1:
+        return config
+    log.info('[web] processes = %d applies to `mailq web` only; `mailq run` serves the web '
+             'in one process', config.web.processes)
+    return config.replace(web=dataclasses.replace(config.web, processes=1))

@@ -199,3 +199,61 @@ def test_python_api_shares_the_path(mailq_ini, redis_client):
     with pytest.raises(ValidationError) as err:
         mailq.send(config=str(mailq_ini), to='ann@example.com', template='nope')
     assert err.value.field == 'template'
+
+
+@pytest.mark.parametrize('path, field', [
+    ('/api/dead?page=1000000000000000000', 'page'),    # past Redis's 64-bit index
+    ('/api/queues/mailers?page=1000000001', 'page'),
+    ('/api/scheduled?page=0', 'page'),
+    ('/api/stats/history?days=%B2', 'days'),            # '²' passes str.isdigit()
+    ('/api/stats/history?days=' + '9' * 5000, 'days'),  # beyond int()'s digit limit
+])
+def test_bad_query_values_are_422_naming_the_parameter(web, path, field):
+    status, headers, body = web.get(path)
+    assert status == 422, body
+    assert headers['Content-Type'].startswith('application/json')
+    assert body['details']['field'] == field and body['error']
+
+
+def test_the_last_allowed_page_is_empty_not_an_error(web):
+    status, _, body = web.get('/api/dead?page=1000000000')
+    assert status == 200 and body['rows'] == [] and body['page'] == 10 ** 9
+
+
+def test_deeply_nested_json_is_400(web, redis_client):
+    status, headers, body = web.post('/api/mails', raw=b'[' * 100000)
+    assert status == 400 and body == {'error': 'malformed JSON: nested too deeply',
+                                      'details': {}}
+    assert headers['Content-Type'].startswith('application/json')
+
+
+def wsgi_get(app, path, headers=None):
+    """(status, headers, body, what went to wsgi.errors) of one GET through the WSGI app."""
+    import io
+    import wsgiref.util
+    environ = {'PATH_INFO': path, 'REQUEST_METHOD': 'GET', 'wsgi.errors': io.StringIO(),
+               **(headers or {})}
+    wsgiref.util.setup_testing_defaults(environ)
+    answer = {}
+    body = b''.join(app(environ, lambda status, headers, *_: answer.update(
+        status=int(status[:3]), headers=dict(headers))))
+    return answer['status'], answer['headers'], body, environ['wsgi.errors'].getvalue()
+
+
+def test_a_bug_in_a_route_is_logged_once_and_answered_json(web, caplog):
+    """Through `logging` (JSON format, redaction), not Bottle's traceback on stderr."""
+    from mailq.web.app import create_app
+    app = create_app(web.runtime)
+
+    @app.get('/api/boom')
+    def boom():
+        raise RuntimeError('boom 42')
+
+    with caplog.at_level('ERROR', logger='mailq.web'):
+        status, headers, body, stderr = wsgi_get(app, '/api/boom')
+    assert status == 500 and json.loads(body) == {'error': 'internal error', 'details': {}}
+    assert headers['Content-Type'].startswith('application/json')
+    records = [r for r in caplog.records if r.exc_info]
+    assert len(records) == 1 and records[0].name == 'mailq.web'
+    assert 'boom 42' in str(records[0].exc_info[1])
+    assert 'GET /api/boom' in records[0].getMessage() and stderr == ''

@@ -1,7 +1,10 @@
 """The CLI roles as subprocesses: send, stats, check, web, worker, run, and their errors."""
 import json
 import signal
+import socket
 import time
+
+import pytest
 
 from support.mailq_app import run_cli
 from support.procs import PYTHON, REPO_ROOT, free_port, start_process, stop_process, wait_http, read_log
@@ -53,10 +56,42 @@ def test_config_errors_name_file_section_and_key(tmp_ini):
     assert result.returncode == 2 and 'config file not found' in result.stderr
 
 
-def test_web_refuses_public_bind_without_auth(mailq_ini):
+def test_web_refuses_public_bind_without_auth(mailq_ini, tmp_ini, redis_url):
     result = run_cli(mailq_ini, 'web', '--host', '0.0.0.0', '--port', str(free_port()), timeout=20)
     assert result.returncode == 2
-    assert 'refusing to listen on 0.0.0.0 without authentication' in result.stderr
+    assert 'command line:--host: refusing to listen on 0.0.0.0 without authentication' \
+        in result.stderr
+    ini = tmp_ini(name='public.ini', redis={'url': redis_url}, web={'host': '0.0.0.0'})
+    result = run_cli(ini, 'web', timeout=20)
+    assert result.returncode == 2 and f'{ini}:[web]:host: refusing' in result.stderr
+
+
+@pytest.mark.parametrize('role', ['web', 'run'])
+@pytest.mark.parametrize('port', ['0', '70000', '-1', 'http'])
+def test_a_bad_port_flag_is_a_usage_error(tmp_ini, role, port):
+    result = run_cli(tmp_ini(), role, '--port', port, timeout=20)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert f"argument --port: '{port}' is not a port (1 to 65535)" in result.stderr
+
+
+@pytest.mark.parametrize('processes', ['1', '2'])
+def test_a_port_in_use_is_a_clean_config_error(tmp_ini, redis_url, processes):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ini = tmp_ini(redis={'url': redis_url}, web={'port': str(port), 'processes': processes})
+        from_file = run_cli(ini, 'web', timeout=20)
+        flag_ini = tmp_ini(name='flag.ini', redis={'url': redis_url},
+                           web={'processes': processes})
+        from_flag = [run_cli(flag_ini, role, '--port', str(port), timeout=20)
+                     for role in ('web', 'run')]
+    message = f'cannot listen on 127.0.0.1:{port}: Address already in use'
+    assert from_file.returncode == 2 and 'Traceback' not in from_file.stderr
+    assert f'{ini}:[web]:port: {message}' in from_file.stderr
+    for result in from_flag:
+        assert result.returncode == 2 and 'Traceback' not in result.stderr
+        assert f'command line:--port: {message}' in result.stderr
 
 
 def test_web_and_worker_processes_deliver(mailq_ini, smtp_server):

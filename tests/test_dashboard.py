@@ -211,6 +211,34 @@ def test_errors_are_html_on_pages_and_json_in_the_api(browser):
     assert browser.api('GET', '/api/stats/history?days=12')[0] == 422
 
 
+def test_hand_edited_urls_are_4xx_or_ignored_never_500(browser):
+    status, headers, html = browser.get('/dead?page=1000000000000000000')
+    assert status == 422 and headers['Content-Type'].startswith('text/html')
+    assert 'page: must be between 1 and 1000000000' in html
+    assert browser.get('/queues/mailers?page=1000000001')[0] == 422
+    status, _, html = browser.get('/dead?did=delete&n=%B2&skipped=%B2')   # '²' is a digit
+    assert status == 200 and 'Deleted' in html and 'skipped (they' not in html
+
+
+def test_a_bug_in_a_page_is_logged_once_and_shown_as_a_500_page(app, caplog):
+    """Logged through `logging` (JSON format, redaction), not as Bottle's raw traceback."""
+    from mailq.web.app import create_app
+    from test_api import wsgi_get
+    wsgi = create_app(app.runtime)
+
+    @wsgi.get('/boom')
+    def boom():
+        raise RuntimeError('boom 43')
+
+    with caplog.at_level('ERROR', logger='mailq.web'):
+        status, headers, body, stderr = wsgi_get(wsgi, '/boom', {'HTTP_AUTHORIZATION': AUTH})
+    assert status == 500 and headers['Content-Type'].startswith('text/html')
+    assert b'<h1>500</h1>' in body and b'boom 43' not in body and stderr == ''
+    records = [r for r in caplog.records if r.exc_info]
+    assert len(records) == 1 and records[0].name == 'mailq.web'
+    assert 'GET /boom' in records[0].getMessage()
+
+
 # -- CSRF and cross-site requests
 
 def test_post_without_a_valid_token_is_refused(browser, rt):
@@ -335,6 +363,25 @@ def test_scheduled_send_now_and_delete(browser, rt):
     assert rt.redis.zcard(rt.keys.schedule) == 1
     assert not rt.redis.exists(rt.keys.log(ids[1]))
     assert browser.form('/scheduled/retry', {'one': ids[3]})[0] == 422
+
+
+def test_scheduled_send_all_now_and_delete_all(browser, rt):
+    """The README promises actions "for all" on Scheduled, like Retrying and Dead."""
+    ids = [send(rt, delay=3600) for _ in range(3)]
+    html = browser.get('/scheduled')[2]
+    for verb, label in (('enqueue', 'Send all now'), ('delete', 'Delete all')):
+        assert re.search(rf'<button name="all" value="1" formaction="/scheduled/{verb}"'
+                         rf'[^>]*>{label}</button>', html)
+    form = html[html.index('<form method="post" id="rows"'):]
+    assert form.index('name="csrf"') < form.index('Send all now') < form.index('</form>')
+    status, headers, _ = browser.form('/scheduled/enqueue', {'all': '1', 'back': '/scheduled'})
+    assert status == 303 and 'did=enqueue&n=3' in headers['Location']
+    assert all(status_of(rt, i) == 'queued' for i in ids)
+    assert rt.redis.zcard(rt.keys.schedule) == 0
+    more = [send(rt, delay=3600) for _ in range(2)]
+    assert browser.form('/scheduled/delete', {'all': '1'})[0] == 303
+    assert all(status_of(rt, i) is None for i in more)
+    assert all(status_of(rt, i) == 'queued' for i in ids)
 
 
 def test_sent_now_mail_is_delivered_once(rt, smtp_server):

@@ -105,3 +105,20 @@ def test_a_second_web_swarm_on_the_same_port_is_refused(tmp_ini, redis_url):
         assert "section 'web'" in read_log(second) or '[web]' in read_log(second)
     finally:
         assert stop_process(first) == 0
+
+
+def test_run_serves_the_web_in_one_process_whatever_processes_says(tmp_ini, redis_url):
+    """`mailq run` serves from a thread, where the web swarm could not set its signal
+    handlers; [web] processes is for `mailq web` only, so `run` uses one and says so."""
+    port = free_port()
+    ini = tmp_ini(redis={'url': redis_url}, web={'port': str(port), 'processes': '2'})
+    proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'run', '-c', ini, '-w', '1'])
+    try:
+        assert wait_http(f'http://127.0.0.1:{port}/api/openapi.json') == 200
+        assert child_pids(proc.pid) == []               # no forked web servers
+    finally:
+        code = stop_process(proc, signal.SIGINT)
+    log = read_log(proc)
+    assert code == 0, log
+    assert '[web] processes = 2 applies to `mailq web` only' in log
+    assert 'Traceback' not in log and 'ValueError' not in log

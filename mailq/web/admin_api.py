@@ -30,6 +30,14 @@ def _targets():
     return data.get('ids'), data.get('all') is True
 
 
+def _days():
+    """?days= as a number; anything else becomes -1, which admin.history refuses (422)."""
+    try:
+        return int(bottle.request.query.get('days', '30'))
+    except ValueError:      # not a number, or '²', which passes str.isdigit()
+        return -1
+
+
 def _paging():
     query = bottle.request.query
     return query.get('page') or 1, query.getunicode('q') or ''
@@ -39,9 +47,7 @@ def install(app, rt):
     @app.get('/api/stats/history')
     @api_route
     def history():
-        days = bottle.request.query.get('days', '30')
-        return json_response(200, {'days': admin.history(rt, int(days) if days.isdigit()
-                                                          else -1)})
+        return json_response(200, {'days': admin.history(rt, _days())})
 
     @app.get('/api/redis')
     @api_route

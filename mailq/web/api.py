@@ -41,6 +41,8 @@ def read_json(limit):
         return json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
         raise error_response(400, f'malformed JSON: {exc}'[:300]) from None
+    except RecursionError:      # '[' * 100000 fits the limit but not the parser's stack
+        raise error_response(400, 'malformed JSON: nested too deeply') from None
 
 
 def install(app, rt):

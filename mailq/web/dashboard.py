@@ -114,11 +114,16 @@ def _flash():
     word = DONE_WORDS.get(query.get('did', ''))
     if not word:
         return None
-    count, skipped = query.get('n', ''), query.get('skipped', '')
-    text = word + (f': {int(count)} mail(s)' if count.isdigit() else '')
-    if skipped.isdigit() and int(skipped):
-        text += f'; {int(skipped)} skipped (they changed state or are being sent)'
+    count, skipped = _count(query.get('n', '')), _count(query.get('skipped', ''))
+    text = word + (f': {count} mail(s)' if count is not None else '')
+    if skipped:
+        text += f'; {skipped} skipped (they changed state or are being sent)'
     return text
+
+
+def _count(text):
+    """A count from the URL, or None: '²' passes str.isdigit() but not int()."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 20 else None
 
 
 def error_page(rt, status, message):
