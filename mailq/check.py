@@ -6,7 +6,9 @@ nothing is sent), render every mail template and validate the cron jobs.
 `mailq check` exits 1 when anything fails, for a container health check.
 /healthz answers 503 only when a check this instance cannot work without
 fails (Redis, templates): a relay outage is reported but is what the queue
-rides out, and a restart would not fix it.
+rides out, and a restart would not fix it. /healthz needs no login, so no
+text here may carry a password: URLs are shown redacted, and every text is
+scrubbed of the configured secrets, since exception texts can quote them.
 """
 import dataclasses
 import smtplib
@@ -15,7 +17,9 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import redacted_url
 from .cron.validate import check_report as check_cron
+from .logs import redact
 from .runtime import Runtime
 from .service import health
 from .transport import SMTPTransport
@@ -36,7 +40,7 @@ class Result:
 def check_redis(rt):
     ok, details = health(rt)
     if not ok:
-        return Result('redis', False, f'unreachable at {rt.config.redis.url}: '
+        return Result('redis', False, f'unreachable at {redacted_url(rt.config.redis.url)}: '
                       f'{details["reason"]}', details=details)
     text = f'ok, version {details["redis_version"]}'
     if not details['persistence']:
@@ -63,13 +67,19 @@ def check_smtp(config, timeout=None):
 
 
 def check_templates(rt):
+    """Fails only on errors every mail would hit; a render that may just need the
+    caller's variables (`{{ n + 1 }}`) is a warning, or /healthz would be 503 for good."""
     names = rt.templates.names()
     if not names:
         return Result('templates', False, f'no templates in {rt.templates.path}')
-    errors = [e for name in names for e in rt.templates.check(name)]
-    if errors:
-        return Result('templates', False, '; '.join(errors))
-    return Result('templates', True, f'{len(names)} rendered: {", ".join(names)}')
+    found = [rt.templates.check(name) for name in names]
+    errors = [e for errs, _ in found for e in errs]
+    warnings = [w for _, warns in found for w in warns]
+    text = '; '.join(errors) if errors else f'{len(names)} rendered: {", ".join(names)}'
+    if warnings:
+        text += (f'; {len(warnings)} warning(s), may work with the caller\'s context: '
+                 + '; '.join(warnings))
+    return Result('templates', not errors, text)
 
 
 def check_config(config):
@@ -80,10 +90,19 @@ def check_config(config):
 
 
 def results(rt, smtp=None):
-    """Every check, in order. `smtp` replaces the SMTP check (a cached one)."""
-    return [check_config(rt.config), check_redis(rt),
-            smtp or check_smtp(rt.config), check_templates(rt),
-            Result('cron', *check_cron(rt), required=False)]
+    """Every check, in order, scrubbed of secrets. `smtp` replaces the SMTP check (a
+    cached one)."""
+    found = [check_config(rt.config), check_redis(rt),
+             smtp or check_smtp(rt.config), check_templates(rt),
+             Result('cron', *check_cron(rt), required=False)]
+    return [_scrubbed(r, rt.config.secrets()) for r in found]
+
+
+def _scrubbed(result, secrets):
+    """The result with every secret in its texts replaced by ***."""
+    details = {key: redact(value, secrets) if isinstance(value, str) else value
+               for key, value in result.details.items()}
+    return dataclasses.replace(result, text=redact(result.text, secrets), details=details)
 
 
 def run_checks(config, out=print):

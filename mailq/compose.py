@@ -33,6 +33,9 @@ _ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDR = rf'{_ATOMS}(?:\.{_ATOMS})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*'
 SIMPLE_ADDRESS = re.compile(
     rf'^\s*(?:([A-Za-z0-9]+(?: [A-Za-z0-9]+)*)\s*<({_ADDR})>|({_ADDR}))\s*$')
+# Every character str.splitlines() breaks on (the email package refuses them in a
+# header, and a reader may start a new header line at one), and NUL.
+LINE_BREAK = re.compile('[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\0]')
 MAX_SCHEDULE_AHEAD = 366 * 86400
 SMTP_POLICY = email.policy.SMTP
 _PARSE_HEADER = HeaderRegistry()
@@ -80,10 +83,7 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
     now = time.time() if now is None else now
     limits = config.limits
 
-    sender_text = _text(data, 'from', required=False) or config.smtp.sender
-    sender = _addresses('from', sender_text, required=True)
-    if len(sender) != 1:
-        raise ValidationError('from', 'exactly one sender address is needed')
+    sender = parse_sender(_text(data, 'from', required=False) or config.smtp.sender)
     to = _address_field(data, 'to', required=True)
     cc = _address_field(data, 'cc')
     bcc = _address_field(data, 'bcc')
@@ -106,9 +106,9 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
     if key is not None and (not key or len(key) > 200 or not key.isprintable()):
         raise ValidationError('idempotency_key', 'must be 1 to 200 printable characters')
 
-    domain = sender[0][1].rsplit('@', 1)[1]
+    domain = sender[1].rsplit('@', 1)[1]
     message_id = email.utils.make_msgid(domain=domain)
-    fields = [('From', _format(sender)), ('To', _format(to))]
+    fields = [('From', _format([sender])), ('To', _format(to))]
     fields += [('Cc', _format(cc))] if cc else []
     fields += [('Reply-To', _format(reply_to))] if reply_to else []
     fields += [('Subject', subject), ('Date', email.utils.formatdate(now, usegmt=True)),
@@ -121,7 +121,7 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
     except (ValueError, UnicodeError) as exc:   # last line of defence; fields are checked above
         raise ValidationError('headers', f'cannot build message: {exc}') from None
 
-    return Mail(id=new_mail_id(), message_id=message_id, sender=sender[0][1],
+    return Mail(id=new_mail_id(), message_id=message_id, sender=sender[1],
                 recipients=recipients, to=[_format([a]) for a in to], subject=subject,
                 queue=queue, raw=raw, send_at=send_at, idempotency_key=key,
                 template=template, attachments=len(attachments), created_at=now)
@@ -157,9 +157,18 @@ def _text(data, field, required=False):
     return value
 
 
-def _no_crlf(field, value):
-    if '\r' in value or '\n' in value or '\0' in value:
-        raise ValidationError(field, 'must not contain CR, LF or NUL')
+def _no_line_break(field, value):
+    if LINE_BREAK.search(value):
+        raise ValidationError(field, 'must not contain a line break (CR, LF, VT, FF, FS, GS, '
+                                     'RS, NEL, U+2028, U+2029) or NUL')
+
+
+def parse_sender(text):
+    """(name, address) of a "from" value; config.py checks [smtp] from with it too."""
+    sender = _addresses('from', text, required=True)
+    if len(sender) != 1:
+        raise ValidationError('from', 'exactly one sender address is needed')
+    return sender[0]
 
 
 def _address_field(data, field, required=False):
@@ -180,7 +189,7 @@ def _address_field(data, field, required=False):
 
 def _addresses(field, text, required):
     """Parse 'Name <a@b>, c@d' into [(name, ascii_addr)], strictly."""
-    _no_crlf(field, text)
+    _no_line_break(field, text)
     simple = SIMPLE_ADDRESS.match(text)
     if simple:      # one plain address, parsed as the header parser would, 30x faster
         name, bracketed, bare = simple.groups()
@@ -240,7 +249,7 @@ def _content(data, templates):
         subject_field = 'subject'
     if not subject:
         raise ValidationError(subject_field, 'a subject is required')
-    _no_crlf(subject_field if template else 'subject', subject)
+    _no_line_break(subject_field if template else 'subject', subject)
     if text is None and html is None:
         raise ValidationError('text', 'text or html is required')
     return subject, text, html, template
@@ -260,7 +269,7 @@ def _custom_headers(headers):
             raise ValidationError(field, 'set by mailq; use the matching field instead')
         if not isinstance(value, str):
             raise ValidationError(field, 'must be a string')
-        _no_crlf(field, value)
+        _no_line_break(field, value)
         found.append((name, value))
     return found
 
@@ -280,7 +289,7 @@ def _attachments(items, max_bytes):
         content = item.get('content')
         if not isinstance(filename, str) or not filename or len(filename) > 255:
             raise ValidationError(f'{field}.filename', 'is required (1 to 255 characters)')
-        _no_crlf(f'{field}.filename', filename)
+        _no_line_break(f'{field}.filename', filename)
         if not isinstance(content_type, str) or not CONTENT_TYPE.match(content_type):
             raise ValidationError(f'{field}.content_type', 'must look like type/subtype')
         if not isinstance(content, str):

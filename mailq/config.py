@@ -11,9 +11,11 @@ import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import unquote
 
+from .compose import parse_sender
 from .cron.validate import check_static as check_cron_jobs
-from .errors import ConfigError
+from .errors import ConfigError, ValidationError
 
 ENV_PREFIX = 'MAILQ_'
 QUEUE_NAME = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
@@ -25,21 +27,31 @@ def _str(raw):
     return raw.strip()
 
 
+def _number(kind, raw):
+    """int() or float() of the text, with a message a config reader understands."""
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise ValueError('must be a whole number' if kind is int else 'must be a number') \
+            from None
+
+
 def _int(minimum=None, maximum=None):
     def parse(raw):
-        value = int(raw.strip())
+        value = _number(int, raw)
         if minimum is not None and value < minimum:
             raise ValueError(f'must be >= {minimum}')
         if maximum is not None and value > maximum:
             raise ValueError(f'must be <= {maximum}')
         return value
-    parse.allowed = 'an integer' + (f' >= {minimum}' if minimum is not None else '')
+    parse.allowed = 'a whole number' + (f' >= {minimum}' if minimum is not None else '') \
+        + (f' and <= {maximum}' if maximum is not None else '')
     return parse
 
 
 def _float(minimum=0.0):
     def parse(raw):
-        value = float(raw.strip())
+        value = _number(float, raw)
         if value < minimum:
             raise ValueError(f'must be >= {minimum}')
         return value
@@ -280,6 +292,7 @@ class Config:
     mailq: MailqConfig
     cron: CronDefaults
     cron_jobs: tuple = ()
+    from_environment: tuple = ()    # ((section, key, '$MAILQ_...'), ...): values set there
 
     def replace(self, **sections):
         """A copy with some sections swapped, e.g. for CLI flags like --port."""
@@ -288,13 +301,38 @@ class Config:
     def secrets(self):
         """Values that must never appear in a log line or a page."""
         values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
-        values.append(redis_password(self.redis.url))
+        values += redis_passwords(self.redis.url)
         return [v for v in values if v]
 
+    def error(self, message, section, key):
+        """A ConfigError that names where the value came from: $MAILQ_... or the file."""
+        for where in self.from_environment:
+            if where[:2] == (section, key):
+                return ConfigError(message, where[2])
+        return ConfigError(message, self.source, section, key)
 
-def redis_password(url):
-    match = re.match(r'^[a-z+]+://[^:@/]*:([^@/]+)@', url)
-    return match.group(1) if match else ''
+
+# The userinfo of a URL runs from :// to the last @, so a password with an unencoded
+# / or ? in it is still found; redis-py also takes ?password=.
+_USERINFO = re.compile(r'^([a-z][a-z0-9+.-]*://)(.*)@', re.IGNORECASE | re.DOTALL)
+_QUERY_PASSWORD = re.compile(r'([?&]password=)([^&#]*)', re.IGNORECASE)
+
+
+def redis_passwords(url):
+    """The passwords in a Redis URL, as written and percent-decoded, for redaction."""
+    userinfo = _USERINFO.match(url)
+    found = [userinfo.group(2).partition(':')[2]] if userinfo else []
+    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    return sorted({spelling for raw in found for spelling in (raw, unquote(raw)) if spelling})
+
+
+def redacted_url(url):
+    """The URL fit to show on /healthz or a terminal: its password replaced by ***."""
+    userinfo = _USERINFO.match(url)
+    if userinfo and ':' in userinfo.group(2):
+        user = userinfo.group(2).partition(':')[0]
+        url = f'{userinfo.group(1)}{user}:***@{url[userinfo.end():]}'
+    return _QUERY_PASSWORD.sub(r'\1***', url)
 
 
 def find_config_path(explicit=None, environ=None):
@@ -313,7 +351,8 @@ def load(path=None, environ=None):
     explicit = bool(path or environ.get('MAILQ_CONFIG'))
     path = find_config_path(path, environ)
     source = str(path)
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(';',))
+    # Comments are whole lines only: `password = ab ;cd` is the password 'ab ;cd'.
+    parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str.lower
     if path.exists():
         try:
@@ -328,14 +367,17 @@ def load(path=None, environ=None):
             raise ConfigError(f'unknown section (known: {", ".join(SECTIONS)}, cron:NAME)',
                               source, name)
 
-    built = {name: _build(cls, source, name, _raw_section(parser, name, environ), name)
+    from_env = {name: _env_values(environ, name) for name in SECTIONS}
+    built = {name: _build(cls, {**_file_values(parser, source, name), **from_env[name]})
              for name, cls in SECTIONS.items()}
-    jobs = tuple(_build(CronJobConfig, source, name, dict(parser[name]), name,
+    jobs = tuple(_build(CronJobConfig, _file_values(parser, source, name),
                         name=name.split(':', 1)[1].strip())
                  for name in parser.sections() if name.startswith('cron:'))
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
-    config = Config(source=source, cron_jobs=jobs, **built)
+    config = Config(source=source, cron_jobs=jobs, **built, from_environment=tuple(
+        (section, key, where[0]) for section, values in from_env.items()
+        for key, (_, where) in values.items()))
     _check_cross_fields(config)
     check_cron_jobs(config)
     return config
@@ -346,48 +388,63 @@ def _relative_to(base, path):
     return path if path is None or path.is_absolute() else (base / path).resolve()
 
 
-def _raw_section(parser, name, environ):
-    raw = dict(parser[name]) if parser.has_section(name) else {}
-    prefix = f'{ENV_PREFIX}{name.upper()}_'
-    for key, value in environ.items():
-        if key.startswith(prefix):
-            raw[key[len(prefix):].lower()] = value
-    return raw
+def _file_values(parser, source, section):
+    """{key: (text, where)}; `where` is what a ConfigError about the value names."""
+    if not parser.has_section(section):
+        return {}
+    return {key: (text, (source, section, key)) for key, text in parser[section].items()}
 
 
-def _build(cls, source, section, raw, label, **extra):
+def _env_values(environ, section):
+    """The MAILQ_<SECTION>_<KEY> overrides of one section, each blamed on its variable."""
+    prefix = f'{ENV_PREFIX}{section.upper()}_'
+    return {name[len(prefix):].lower(): (text, (f'${name}',))
+            for name, text in environ.items() if name.startswith(prefix)}
+
+
+def _build(cls, raw, **extra):
     parsers = cls._parse
     rename = getattr(cls, '_rename', {})
     values = dict(extra)
-    for key, text in raw.items():
+    for key, (text, where) in raw.items():
         if key not in parsers:
-            raise ConfigError(f'unknown key (known: {", ".join(parsers)})', source, label, key)
+            raise ConfigError(f'unknown key {key!r} (known: {", ".join(parsers)})', *where)
         parse = parsers[key]
         try:
             values[rename.get(key, key)] = parse(text)
         except (ValueError, json.JSONDecodeError) as exc:
             allowed = getattr(parse, 'allowed', None)
             hint = f'; allowed: {allowed}' if allowed else ''
-            raise ConfigError(f'bad value {text!r}: {exc}{hint}', source, label, key) from None
+            raise ConfigError(f'bad value {text!r}: {exc}{hint}', *where) from None
     return cls(**values)
 
 
 def _check_cross_fields(config):
-    source = config.source
     if config.worker.default_queue not in config.worker.queue_names:
-        raise ConfigError(f'{config.worker.default_queue!r} is not one of [worker] queues',
-                          source, 'worker', 'default_queue')
+        raise config.error(f'{config.worker.default_queue!r} is not one of [worker] queues',
+                           'worker', 'default_queue')
     if config.smtp.transport == 'smtp' and not config.smtp.host:
-        raise ConfigError('needed when transport = smtp', source, 'smtp', 'host')
+        raise config.error('needed when transport = smtp', 'smtp', 'host')
+    _check_sender(config)
     if bool(config.web.username) != bool(config.web.password):
-        raise ConfigError('set both username and password, or neither', source, 'web',
-                          'password' if config.web.username else 'username')
+        raise config.error('set both username and password, or neither', 'web',
+                           'password' if config.web.username else 'username')
     if not re.match(r'^(redis|rediss|unix|redis\+sentinel)://', config.redis.url):
-        raise ConfigError('must start with redis://, rediss://, unix:// or redis+sentinel://',
-                          source, 'redis', 'url')
+        raise config.error('must start with redis://, rediss://, unix:// or redis+sentinel://',
+                           'redis', 'url')
     if config.redis.url.startswith('redis+sentinel://'):
         from .redisconn import parse_sentinel_url
         try:
             parse_sentinel_url(config.redis.url)
         except ValueError as exc:
-            raise ConfigError(str(exc), source, 'redis', 'url') from None
+            raise config.error(str(exc), 'redis', 'url') from None
+
+
+def _check_sender(config):
+    """Every mail without a "from" uses [smtp] from: a bad one would 422 each of them,
+    blaming the client, so it stops start-up instead (with compose's own check)."""
+    try:
+        parse_sender(config.smtp.sender)
+    except ValidationError as exc:
+        raise config.error(f'{exc.message} (the sender of mails that name none)',
+                           'smtp', 'from') from None

@@ -14,16 +14,18 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record):
         if self.secrets:
-            record.msg, record.args = self.redact(record.getMessage()), None
+            record.msg, record.args = redact(record.getMessage(), self.secrets), None
             if record.exc_info:   # exception texts can carry secrets too (URLs, replies)
-                record.exc_text = self.redact(_PLAIN.formatException(record.exc_info))
+                record.exc_text = redact(_PLAIN.formatException(record.exc_info), self.secrets)
                 record.exc_info = None
         return True
 
-    def redact(self, text):
-        for secret in self.secrets:
-            text = text.replace(secret, '***')
-        return text
+
+def redact(text, secrets):
+    """`text` with every secret replaced by ***; also for /healthz and `mailq check`."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, '***')
+    return text
 
 
 _PLAIN = logging.Formatter()

@@ -1,7 +1,8 @@
 """RFC 5322 / MIME bytes for the common mail (text and/or HTML, no attachments), built
 directly: EmailMessage spends about a millisecond a mail on header objects and folding.
 
-compose.py has already refused CR, LF and NUL in every header value. Here non-ASCII
+compose.py has already refused NUL and every line break (all that str.splitlines knows,
+not only CR and LF) in every header value. Here non-ASCII
 header text becomes RFC 2047 encoded words, long header lines are folded, and a body
 is 7bit when it is ASCII with short lines, else quoted-printable; lines end in CRLF.
 """

@@ -7,6 +7,7 @@ source tree, which the wheel and dist/mailq.pyz carry inside). Rendering
 runs in Jinja2's sandbox with a time budget, because the context comes from
 the request.
 """
+import contextvars
 import sys
 import time
 from importlib import resources
@@ -24,6 +25,10 @@ class RenderError(Exception):
     """The template could not be rendered: the message says why."""
 
 
+class RenderTimeout(RenderError):
+    """Out of time: depends on the data and the machine's load, not only the template."""
+
+
 class Deadline:
     """A render budget, checked by `range()` inside templates (loops are where time goes)."""
 
@@ -32,7 +37,7 @@ class Deadline:
 
     def check(self):
         if time.monotonic() > self.end:
-            raise RenderError('render took too long')
+            raise RenderTimeout('render took too long')
 
     def trace(self, frame, event, arg):
         """A sys.settrace hook: loops over request data have no range() to count them."""
@@ -56,6 +61,21 @@ class Sandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+_used_undefined = contextvars.ContextVar('mailq_used_undefined', default=None)
+
+
+class NotedUndefined(ChainableUndefined):
+    """Lenient like ChainableUndefined, and notes that a check render used a variable it
+    could not supply: an error after that may not happen with the caller's context."""
+    __slots__ = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        noted = _used_undefined.get()
+        if noted is not None:
+            noted.append(self._undefined_name)
+
+
 def builtin_templates(kind):
     """The shipped templates of one kind ('mail', 'dashboard'): a directory in a
     checkout or a wheel, a zip member inside mailq.pyz."""
@@ -77,7 +97,7 @@ class MailTemplates:
         self.env = self._environment(StrictUndefined)
         # `check` renders without the caller's variables; it gets its own environment
         # so a health check never loosens a render running in another thread.
-        self.lenient_env = self._environment(ChainableUndefined)
+        self.lenient_env = self._environment(NotedUndefined)
 
     def _environment(self, undefined):
         return Sandbox(loader=template_loader(self.path),
@@ -100,42 +120,67 @@ class MailTemplates:
     _names = None
 
     def check(self, name):
-        """Render every part with a lenient context: catches syntax and runtime errors
-        that do not depend on the caller's variables."""
-        errors = []
+        """(errors, warnings) of one template, rendered without the caller's context.
+
+        Errors are certain to hit every mail: a part that does not load or parse, no
+        subject or no body, a render that fails without using any variable. A render
+        that fails after using a variable only the caller gives (`{{ n + 1 }}`) is a
+        warning, as is running out of time: a real render may well succeed."""
+        errors, warnings = self._missing_parts(name), []
         for part in PARTS:
-            try:
-                template = self.lenient_env.get_template(f'{name}.{part}')
-            except TemplateNotFound:
-                continue
-            except TemplateError as exc:
-                errors.append(f'{name}.{part}: {exc}')
-                continue
-            try:
-                template.render({})
-            except Exception as exc:   # report, do not crash the check
-                errors.append(f'{name}.{part}: {type(exc).__name__}: {exc}')
-        return errors
+            problem = self._check_part(name, part)
+            if problem:
+                (errors if problem[1] else warnings).append(problem[0])
+        return errors, warnings
+
+    def _missing_parts(self, name):
+        """compose() refuses a mail without a subject or without text or HTML."""
+        missing = [f'{name}: no {name}.subject'] if not self._has_part(name, 'subject') else []
+        if not self._has_part(name, 'txt') and not self._has_part(name, 'html'):
+            missing.append(f'{name}: no {name}.txt or {name}.html')
+        return missing
+
+    def _has_part(self, name, part):
+        return self.path.joinpath(f'{name}.{part}').is_file()
+
+    def _check_part(self, name, part):
+        """None if the part renders leniently (or is absent), else (message, certain)."""
+        used_undefined = []
+        token = _used_undefined.set(used_undefined)
+        try:
+            self._within_budget({}, lambda context: self._render_part(
+                self.lenient_env, name, part, context))
+        except RenderTimeout as exc:
+            return f'{name}.{part}: {exc}', False
+        except RenderError as exc:
+            return str(exc), not used_undefined
+        except Exception as exc:   # report, do not crash the check
+            return f'{name}.{part}: {type(exc).__name__}: {exc}', not used_undefined
+        finally:
+            _used_undefined.reset(token)
+        return None
 
     def render(self, name, context):
         """Returns (subject, text, html); a missing part is None."""
-        deadline = Deadline(self.render_timeout)
-        context = dict(context, range=lambda *a: _budgeted_range(deadline, *a))
-        parts = {}
-        previous = sys.gettrace()
-        sys.settrace(deadline.trace)
-        try:
-            for part in PARTS:
-                parts[part] = self._render_part(name, part, context)
-        finally:
-            sys.settrace(previous)
+        parts = self._within_budget(context, lambda context: {
+            part: self._render_part(self.env, name, part, context) for part in PARTS})
         subject = parts['subject'].strip() if parts['subject'] is not None else None
         return subject, parts['txt'], parts['html']
 
-
-    def _render_part(self, name, part, context):
+    def _within_budget(self, context, render):
+        """render(context) under the time limit: the context gets a range() that counts,
+        and a trace checks the clock (set and reset here, a frame the trace never sees)."""
+        deadline = Deadline(self.render_timeout)
+        previous = sys.gettrace()
+        sys.settrace(deadline.trace)
         try:
-            template = self.env.get_template(f'{name}.{part}')
+            return render(dict(context, range=lambda *a: _budgeted_range(deadline, *a)))
+        finally:
+            sys.settrace(previous)
+
+    def _render_part(self, env, name, part, context):
+        try:
+            template = env.get_template(f'{name}.{part}')
         except TemplateNotFound:
             return None
         except TemplateError as exc:

@@ -1,6 +1,11 @@
 """`mailq check` (exit 0/1) and /healthz report Redis, SMTP, templates and cron."""
+import json
+
 import pytest
 
+from mailq import check
+from mailq.config import load
+from mailq.runtime import Runtime
 from support.mailq_app import WebApp, run_cli
 from support.procs import free_port
 from support.redis_server import RedisServer
@@ -107,3 +112,83 @@ def test_healthz_is_503_when_templates_are_broken(tmp_ini, redis_url, tmp_path):
         web.close()
     assert status == 503 and body['ok'] is False
     assert body['checks']['templates']['ok'] is False and body['checks']['redis']['ok']
+
+
+# -- no password on /healthz (no login) or in `mailq check`
+
+REDIS_PASSWORD = 'Redis-Pa55-never-shown'
+
+
+def password_urls():
+    """Redis URLs with the password in each place it can be; nothing listens at any."""
+    port = free_port()
+    return [f'redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0',
+            f'redis://mailq:{REDIS_PASSWORD}@127.0.0.1:{port}/0',
+            f'redis+sentinel://mailq:{REDIS_PASSWORD}@127.0.0.1:{port}/mymaster/0',
+            f'redis://127.0.0.1:{port}/0?password={REDIS_PASSWORD}']
+
+
+@pytest.mark.parametrize('url', password_urls())
+def test_healthz_never_shows_the_redis_password(tmp_ini, url):
+    rt = Runtime(load(str(tmp_ini(redis={'url': url})), environ={}))
+    ok, body = check.healthz(rt)
+    assert not ok and body['checks']['redis']['ok'] is False
+    assert 'unreachable at ' in body['checks']['redis']['detail']
+    assert '***' in body['checks']['redis']['detail']
+    assert REDIS_PASSWORD not in json.dumps(body)
+
+
+def test_healthz_scrubs_a_password_quoted_by_the_exception(tmp_ini, monkeypatch):
+    url = password_urls()[0]
+    rt = Runtime(load(str(tmp_ini(redis={'url': url})), environ={}))
+    monkeypatch.setattr(check, 'health', lambda rt: (False, {
+        'redis': 'unreachable', 'reason': f'Error connecting to {url}'}))
+    ok, body = check.healthz(rt)
+    assert not ok and 'Error connecting to' in body['reason']
+    assert REDIS_PASSWORD not in json.dumps(body)
+
+
+@pytest.mark.parametrize('url', password_urls())
+def test_mailq_check_never_prints_the_redis_password(tmp_ini, url):
+    result = run_cli(tmp_ini(redis={'url': url}), 'check')
+    assert result.returncode == 1
+    assert '***' in lines(result.stdout)['redis'] and ' FAIL ' in lines(result.stdout)['redis']
+    assert REDIS_PASSWORD not in result.stdout + result.stderr
+
+
+# -- templates: only certain errors fail; those that may need the caller's context warn
+
+def write_templates(path, files):
+    for name, text in files.items():
+        (path / name).write_text(text)
+
+
+def test_template_that_needs_its_context_warns_but_passes(tmp_ini, redis_url, tmp_path):
+    write_templates(tmp_path, {'count.subject': 'You have {{ number + 1 }} mails',
+                               'count.txt': '{{ number * 2 }} new'})
+    ini = tmp_ini('t.ini', redis={'url': redis_url}, templates={'path': str(tmp_path)})
+    rt = Runtime(load(str(ini), environ={}))
+    assert rt.templates.render('count', {'number': 1}) == ('You have 2 mails', '2 new', None)
+    ok, body = check.healthz(rt)
+    assert ok is True, body
+    assert body['checks']['templates']['ok'] is True
+    assert 'warning' in body['checks']['templates']['detail']
+    assert "'number' is undefined" in body['checks']['templates']['detail']
+    result = run_cli(ini, 'check')
+    assert result.returncode == 0, result.stdout
+    assert ' ok ' in lines(result.stdout)['templates']
+    assert 'count.subject' in lines(result.stdout)['templates']
+
+
+@pytest.mark.parametrize('files, error', [
+    ({'a.subject': '{{ unclosed', 'a.txt': 'x'}, 'a.subject'),
+    ({'a.subject': 'Hi', 'a.txt': '{{ 1 // 0 }}'}, 'ZeroDivisionError'),
+    ({'a.txt': 'no subject'}, 'no a.subject'),
+    ({'a.subject': 'no body'}, 'no a.txt or a.html'),
+])
+def test_certain_template_errors_fail(tmp_ini, redis_url, tmp_path, files, error):
+    write_templates(tmp_path, {'ok.subject': 'Hi {{ name }}', 'ok.txt': '{{ name|upper }}',
+                               **files})
+    ini = tmp_ini('t.ini', redis={'url': redis_url}, templates={'path': str(tmp_path)})
+    result = check.check_templates(Runtime(load(str(ini), environ={})))
+    assert result.ok is False and error in result.text and 'ok.' not in result.text

@@ -100,3 +100,16 @@ def test_secrets_are_redacted_in_messages_and_tracebacks(tmp_ini, fmt):
     out = stream.getvalue()
     assert 'login with *** failed' in out and 'RuntimeError' in out
     assert SMTP_PASSWORD not in out and 'redis-pw-secret' not in out
+
+
+def test_percent_encoded_redis_password_is_redacted_in_both_spellings(tmp_ini):
+    config = load(str(tmp_ini(redis={'url': 'redis://mailq:pw%2Fsecret@127.0.0.1:1/0'})),
+                  environ={})
+    stream = io.StringIO()
+    handler = setup_logging(config, stream)
+    try:
+        logging.getLogger('mailq.test').error('AUTH pw/secret for redis://mailq:pw%2Fsecret@')
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = stream.getvalue()
+    assert 'AUTH *** for redis://mailq:***@' in out and 'secret' not in out

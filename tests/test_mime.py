@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailq import mime
-from mailq.compose import compose
+from mailq.compose import LINE_BREAK, compose
 from mailq.config import load
 from mailq.errors import ValidationError
 from mailq.templates import MailTemplates
@@ -78,3 +78,40 @@ def test_any_text_round_trips(subject, text, html):
     for part, want in zip(parts, expected):
         want = want if want.endswith('\n') else want + '\n'
         assert body(part) == want
+
+
+LINE_BREAKS = ['\n', '\x0b', '\x0c', '\r', '\x1c', '\x1d', '\x1e', '\x85', '\u2028', '\u2029']
+ATTACHMENT = {'filename': 'a.txt', 'content': 'aGk='}
+
+
+def with_break(field, brk):
+    """A mail whose `field` carries the line break `brk`; and the field a 422 must name."""
+    mail = {'to': 'a@example.com', 'subject': 's', 'text': 't'}
+    if field == 'headers.X-Tag':
+        mail['headers'] = {'X-Tag': f'a{brk}b'}
+    elif field == 'attachments[0].filename':
+        mail['attachments'] = [dict(ATTACHMENT, filename=f'a{brk}b.txt')]
+    elif field in ('to', 'from', 'reply_to'):
+        mail[field] = f'Ann{brk}Lee <ann@example.com>'
+    else:
+        mail[field] = f'a{brk}b'
+    return mail
+
+
+def test_splitlines_knows_no_other_line_breaks():
+    found = [chr(i) for i in range(0x110000) if len(f'a{chr(i)}b'.splitlines()) > 1]
+    assert found == LINE_BREAKS
+    assert [c for c in map(chr, range(0x110000)) if LINE_BREAK.search(c)] == ['\0'] + found
+
+
+@pytest.mark.parametrize('brk', LINE_BREAKS)
+@pytest.mark.parametrize('field', ['subject', 'to', 'from', 'reply_to', 'headers.X-Tag',
+                                   'attachments[0].filename'])
+@pytest.mark.parametrize('attached', [False, True])
+def test_every_line_break_is_refused_naming_its_field(brk, field, attached):
+    mail = with_break(field, brk)
+    if attached:
+        mail.setdefault('attachments', [ATTACHMENT])
+    with pytest.raises(ValidationError) as err:
+        compose(mail, config=CONFIG, templates=TEMPLATES)
+    assert err.value.field == field
