@@ -1,9 +1,12 @@
 """Worker liveness: heartbeats, commands from the dashboard, and reaping the dead.
 
 Every worker process beats once per `heartbeat_interval` into Redis (a hash
-with its details and a score in the `workers` set). Any live worker returns the
-in-flight tasks of a worker whose beat is older than `heartbeat_timeout` to
-their queues. On start, a worker also reaps workers of its own host whose
+with its details and a score in the `workers` set, both in Redis's own clock so
+hosts need not agree on the time). Any live worker returns the in-flight tasks
+of a worker whose beat is older than `heartbeat_timeout` to their queues, but
+only once its own beats have gone through for that long: after a Redis outage
+every worker gets the time to beat again before anyone judges it dead. On
+start, a worker also reaps workers of its own host and PID namespace whose
 process is gone, so a restart after `kill -9` recovers at once.
 """
 import json
@@ -15,13 +18,28 @@ import socket
 import threading
 import time
 
-import redis
+from .redisconn import is_outage, outage_text
 
 log = logging.getLogger('mailq.worker')
 
 
 def worker_identity():
     return f'{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}'
+
+
+def pid_namespace():
+    """Which PID namespace this process sees ('' where unknown): two containers may
+    share a hostname while their pids mean different processes."""
+    try:
+        return os.readlink('/proc/self/ns/pid')
+    except OSError:
+        return ''
+
+
+def redis_time(client):
+    """Seconds since the epoch by the Redis server's clock."""
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
 
 
 def pid_alive(pid):
@@ -45,11 +63,16 @@ def rss_bytes():
     return 0
 
 
-def reap(store, now=None, timeout=5.0, local_host=None):
-    """Requeue the in-flight tasks of dead workers. Returns {worker_id: tasks requeued}."""
+def reap(store, now=None, timeout=None, local_host=None):
+    """Requeue the in-flight tasks of dead workers: those whose beat is older than
+    `timeout` seconds at `now` (Redis time), and with `local_host` those of this host
+    and PID namespace whose process is gone. Returns {worker_id: tasks requeued}."""
     keys = store.keys
-    now = now or time.time()
-    dead = [w.decode() for w in store.redis.zrangebyscore(keys.workers, '-inf', now - timeout)]
+    dead = []
+    if timeout is not None:
+        now = now or redis_time(store.redis)
+        dead = [w.decode() for w in store.redis.zrangebyscore(keys.workers, '-inf',
+                                                              now - timeout)]
     if local_host:
         dead += [wid for wid in _gone_on_this_host(store, local_host) if wid not in dead]
     reaped = {}
@@ -88,13 +111,17 @@ def release_orphans(store, worker_id, suspects):
 
 
 def _gone_on_this_host(store, host):
-    """Workers registered by this host whose process no longer exists."""
-    gone = []
+    """Workers registered by this host, in our PID namespace, whose process is gone.
+    A worker whose namespace cannot be told is left to the heartbeat timeout."""
+    ours, gone = pid_namespace(), []
     for wid in store.redis.zrange(store.keys.workers, 0, -1):
         wid = wid.decode()
         wid_host, _, rest = wid.rpartition(':')[0].rpartition(':')
         pid = int(rest) if rest.isdigit() else None
-        if wid_host == host and pid and pid != os.getpid() and not pid_alive(pid):
+        if wid_host != host or not pid or pid == os.getpid() or pid_alive(pid):
+            continue
+        theirs = store.redis.hget(store.keys.worker(wid), 'pidns')
+        if ours and theirs is not None and theirs.decode() == ours:
             gone.append(wid)
     return gone
 
@@ -114,10 +141,12 @@ class Heartbeat(threading.Thread):
         self.redis_down = False
         self.quiet = False
         self.suspects = set()
+        self.beating_since = None    # Redis time of the first beat since start or outage
 
     def beat(self, now=None):
+        """Beat once (and run a command waiting for us); returns the Redis time used."""
         keys, client = self.store.keys, self.store.redis
-        now = now or time.time()
+        now = now or redis_time(client)
         pipe = client.pipeline(transaction=False)
         pipe.hset(keys.worker(self.worker_id), mapping={
             **self.info, 'beat': now, 'rss': rss_bytes(), 'quiet': int(self.quiet)})
@@ -127,6 +156,7 @@ class Heartbeat(threading.Thread):
         command = pipe.execute()[-1]
         if command:
             self.run_command(command.decode())
+        return now
 
     def run_command(self, command):
         log.warning('worker %s received command %r', self.worker_id, command)
@@ -138,25 +168,34 @@ class Heartbeat(threading.Thread):
 
     def run(self):
         while not self.stopping.wait(self.cfg.heartbeat_interval):
-            try:
-                self.beat()
-                reap(self.store, timeout=self.cfg.heartbeat_timeout)
-                self.suspects = release_orphans(self.store, self.worker_id, self.suspects)
-                if self.redis_down:
-                    log.warning('Redis is reachable again')
-                self.redis_down = False
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if not self.redis_down:
-                    log.error('Redis unreachable (%s); retrying every %ss',
-                              exc, self.cfg.heartbeat_interval)
-                self.redis_down = True
-            except Exception:
+            self.tick()
+
+    def tick(self):
+        """Beat; then, once our own beats have gone through for `heartbeat_timeout`,
+        reap the dead; then release orphaned tasks of our own."""
+        try:
+            now = self.beat()
+            self.beating_since = self.beating_since or now
+            if now - self.beating_since >= self.cfg.heartbeat_timeout:
+                reap(self.store, now=now, timeout=self.cfg.heartbeat_timeout)
+            self.suspects = release_orphans(self.store, self.worker_id, self.suspects)
+            if self.redis_down:
+                log.warning('Redis is reachable again')
+            self.redis_down = False
+        except Exception as exc:
+            self.beating_since = None
+            if not is_outage(exc):
                 log.exception('heartbeat failed')
+            elif not self.redis_down:
+                log.error('%s; retrying every %ss', outage_text(exc),
+                          self.cfg.heartbeat_interval)
+                self.redis_down = True
 
     def stop(self):
         self.stopping.set()
 
 
 def worker_info(host, concurrency, queues, worker_type):
-    return {'host': host, 'pid': os.getpid(), 'concurrency': concurrency,
-            'queues': json.dumps(queues), 'worker_type': worker_type, 'started': time.time()}
+    return {'host': host, 'pid': os.getpid(), 'pidns': pid_namespace(),
+            'concurrency': concurrency, 'queues': json.dumps(queues),
+            'worker_type': worker_type, 'started': time.time()}

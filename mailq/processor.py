@@ -12,6 +12,7 @@ import time
 import redis
 
 from .fetch import busy_field
+from .redisconn import is_outage, outage_text
 from .retry import gives_up, retry_delay
 from .transport import Delivery
 
@@ -39,6 +40,7 @@ class Processor:
             delivery = self.transport.send(sender, recipients, raw)
         except Exception as exc:   # a bug must not lose the mail: retry it
             log.exception('transport error for mail %s', mail_id)
+            self.transport.close()  # the session may be mid-transaction
             delivery = Delivery(ok=False, transient=True, reply=f'internal error: {exc!r}'[:500])
         duration = time.monotonic() - started
         owed = delivery.still_owed(recipients)
@@ -91,18 +93,18 @@ class Processor:
                 f' reply="{error[:200]}"' if error else '')
 
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
 def _until_redis_answers(action, what, max_delay=5.0):
-    """Run `action`, retrying with backoff while Redis is unreachable."""
+    """Run `action`, retrying with backoff while Redis is unreachable or refusing
+    for now (OOM, MISCONF, READONLY...)."""
     delay, logged = 0.2, False
     while True:
         try:
             return action()
-        except REDIS_DOWN as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             if not logged:
-                log.error('Redis unreachable (%s); will %s when it is back', exc, what)
+                log.error('%s; will %s when it is back', outage_text(exc), what)
                 logged = True
             time.sleep(delay)
             delay = min(delay * 2, max_delay)

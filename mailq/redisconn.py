@@ -79,6 +79,33 @@ def sentinel_pool(parsed, options):
                                   **options)
 
 
+# Replies with which Redis says "not now" rather than "never": it is loading, busy
+# in a script, out of memory, failing to persist, or a replica after a failover.
+OUTAGE_CODES = frozenset({'LOADING', 'BUSY', 'OOM', 'MISCONF', 'READONLY', 'NOREPLICAS',
+                          'MASTERDOWN', 'TRYAGAIN', 'CLUSTERDOWN'})
+
+
+def is_outage(exc):
+    """True when `exc` means Redis cannot serve us for now (so: wait, retry, answer 503),
+    False for errors that retrying will not cure (a bug, a wrong type)."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    code = getattr(exc, 'status_code', None) or str(exc).split(' ', 1)[0]
+    return code in OUTAGE_CODES
+
+
+def outage_text(exc):
+    """'Redis unreachable (...)' for a lost connection, 'Redis unavailable (CODE ...)'
+    for a Redis that answers but refuses for now."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return f'Redis unreachable ({exc})'
+    code = getattr(exc, 'status_code', None)
+    reason = f'{code} {exc}' if code and not str(exc).startswith(code) else str(exc)
+    return f'Redis unavailable ({reason})'
+
+
 def persistence(client):
     """(aof_enabled, rdb_save_configured) of the server, for the 'nothing on disk' warning."""
     info = client.info('persistence')

@@ -13,16 +13,19 @@ import redis
 
 from .compose import compose
 from .errors import Conflict, NotFound, Unavailable, ValidationError
-from .redisconn import persistence_warning
+from .redisconn import is_outage, outage_text, persistence_warning
 
 
 @contextlib.contextmanager
 def redis_errors():
-    """Turn a lost Redis into Unavailable, with the reason."""
+    """Turn a lost Redis (or one refusing writes for now: OOM, MISCONF, READONLY...)
+    into Unavailable, with the reason."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Unavailable(f'Redis unreachable: {exc}') from None
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
+        raise Unavailable(outage_text(exc)) from None
 
 
 def iso(ts):
@@ -120,7 +123,9 @@ def health(rt):
     try:
         info = rt.redis.info('server')
         warning = persistence_warning(rt.redis)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
         return False, {'redis': 'unreachable', 'reason': str(exc)}
     details = {'redis': 'ok', 'redis_version': info.get('redis_version'),
                'persistence': warning is None}

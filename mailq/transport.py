@@ -177,7 +177,7 @@ def _transaction(conn, sender, recipients, raw):
         return _pipelined(conn, sender, recipients, raw)
     code, resp = conn.mail(sender)
     if code != 250:
-        conn.rset()
+        _reset(conn)
         return _from_reply(code, resp)
     refused = {}
     for rcpt in recipients:
@@ -185,14 +185,14 @@ def _transaction(conn, sender, recipients, raw):
         if code not in (250, 251):
             refused[rcpt] = [code, _reply_text(resp)]
     if len(refused) == len(recipients):
-        conn.rset()
+        _reset(conn)
         transient = any(400 <= code < 500 for code, _ in refused.values())
         code, text = next(iter(refused.values()))
         return Delivery(ok=False, code=code, reply=f'all recipients refused: {text}',
                         transient=transient, refused=refused)
     code, resp = conn.data(raw)
     if code != 250:
-        conn.rset()
+        _reset(conn)
         return _from_reply(code, resp)
     return Delivery(ok=True, code=code, reply=_reply_text(resp), refused=refused)
 
@@ -223,13 +223,13 @@ def _pipelined(conn, sender, recipients, raw):
         if data_code == 354:      # RFC 2920 3.1: end the accepted DATA with an empty message
             conn.send(b'.\r\n')
             conn.getreply()
-        conn.rset()
+        _reset(conn)
         return failed
     body = _DOT_LINE.sub(b'..', raw)
     conn.send(body + (b'.\r\n' if body.endswith(b'\r\n') else b'\r\n.\r\n'))
     code, resp = conn.getreply()
     if code != 250:
-        conn.rset()
+        _reset(conn)
         return _from_reply(code, resp)
     return Delivery(ok=True, code=code, reply=_reply_text(resp), refused=refused)
 
@@ -241,6 +241,16 @@ _PLAIN_ADDRESS = re.compile(r'^[!-;=?-~]+@[A-Za-z0-9.-]+$')
 def _plain(address):
     """A bare ASCII address (as compose.py makes them) that needs no smtplib quoting."""
     return bool(_PLAIN_ADDRESS.match(address))
+
+
+def _reset(conn):
+    """RSET after a refusal. A server that closes the connection after its 5xx
+    (some MTAs do) must not turn the permanent reply into a connection error; the
+    session is closed after a failure anyway."""
+    try:
+        conn.rset()
+    except (OSError, smtplib.SMTPException):
+        pass
 
 
 def _from_reply(code, resp):

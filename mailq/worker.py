@@ -19,7 +19,7 @@ from .cron.ticker import start_ticker
 from .cron.validate import check_runtime
 from .heartbeat import Heartbeat, reap, worker_identity, worker_info
 from .processor import Processor
-from .redisconn import persistence_warning
+from .redisconn import is_outage, outage_text, persistence_warning
 from .runtime import Runtime
 from .swarm import Swarm, shares
 from .transport import create_transport
@@ -35,10 +35,12 @@ class MailWorker(Worker):
     def loop(self, now=None):
         try:
             task = self.huey.dequeue()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if _flip(MailWorker, True):
-                log.error('Redis unreachable (%s); retrying with backoff up to %ss',
-                          exc, self.max_delay)
+        except Exception as exc:     # this thread must live on, whatever the fetch met
+            if not is_outage(exc):
+                log.exception('fetching a task failed; retrying with backoff')
+            elif _flip(MailWorker, True):
+                log.error('%s; retrying with backoff up to %ss', outage_text(exc),
+                          self.max_delay)
             self.sleep()
             return
         if MailWorker.redis_down and _flip(MailWorker, False):
@@ -65,10 +67,10 @@ class DueScheduler(Scheduler):
         try:
             self.huey.storage.read_schedule(None)
             self.failing = False
-        except (redis.ConnectionError, redis.TimeoutError):
-            self.failing = True     # the worker loop logs the outage
-        except Exception:
-            log.exception('moving due mails failed')
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception('moving due mails failed')
+            self.failing = True     # an outage is logged by the worker loop
         self.sleep_for_interval(start, self.interval if not self.failing else 1.0)
 
 
@@ -151,17 +153,21 @@ def _startup_checks(rt):
         warning = persistence_warning(rt.redis)
         if warning:
             log.warning(warning)
-        reap(rt.store, timeout=rt.config.worker.heartbeat_timeout,
-             local_host=socket.gethostname())
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.error('Redis unreachable at start (%s); the worker will keep trying', exc)
+        # Only the certainly dead here; workers that merely beat late are judged by
+        # the heartbeat thread, once our own beats have gone through for the timeout.
+        reap(rt.store, local_host=socket.gethostname())
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
+        log.error('%s at start; the worker will keep trying', outage_text(exc))
 
 
 def _beat_once(heartbeat):
     try:
         heartbeat.beat()
-    except (redis.ConnectionError, redis.TimeoutError):
-        pass
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
 
 
 def _return_in_flight(rt, worker_id):
@@ -171,7 +177,9 @@ def _return_in_flight(rt, worker_id):
             if count:
                 log.warning('returned %d unfinished mail(s) to their queues', count)
             return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.error('cannot return in-flight mails yet (%s); a live worker will, '
-                      'after the heartbeat timeout', exc)
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            log.error('cannot return in-flight mails yet: %s; a live worker will, '
+                      'after the heartbeat timeout', outage_text(exc))
             time.sleep(1)

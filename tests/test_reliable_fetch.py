@@ -5,7 +5,7 @@ import os
 import pytest
 
 from mailq.config import load
-from mailq.heartbeat import reap, release_orphans
+from mailq.heartbeat import Heartbeat, pid_namespace, reap, redis_time, release_orphans
 from mailq.runtime import Runtime
 from mailq import service
 
@@ -96,15 +96,58 @@ def test_dead_worker_is_reaped_by_heartbeat_age(rt, redis_client):
     assert redis_client.zcard('mailq:workers') == 0
 
 
-def test_dead_local_process_is_reaped_at_once(rt, redis_client):
+def local_worker(rt, redis_client, pidns):
+    """A worker of this host whose pid is not running, registered with `pidns`."""
     import socket
-    send(rt)
     dead_pid = 2 ** 22 + 12345       # above pid_max: never a live process
     wid = f'{socket.gethostname()}:{dead_pid}:abc123'
     take(rt, wid)
     redis_client.zadd('mailq:workers', {wid: 10 ** 12})   # heartbeat looks fresh
-    assert reap(rt.store, timeout=5, local_host=socket.gethostname()) == {wid: 1}
+    redis_client.hset(f'mailq:w:{wid}', 'pidns', pidns)
+    return wid, socket.gethostname()
+
+
+def test_dead_local_process_is_reaped_at_once(rt, redis_client):
+    send(rt)
+    wid, host = local_worker(rt, redis_client, pid_namespace())
+    assert reap(rt.store, local_host=host) == {wid: 1}
     assert redis_client.llen('mailq:q:mailers') == 1
+
+
+def test_a_worker_of_another_pid_namespace_is_left_to_its_heartbeat(rt, redis_client):
+    """Two containers may share a hostname; our pid table says nothing of theirs."""
+    send(rt)
+    wid, host = local_worker(rt, redis_client, 'pid:[1]')
+    assert reap(rt.store, local_host=host) == {}
+    assert redis_client.llen(f'mailq:inflight:{wid}') == 1
+
+
+def test_heartbeat_reaps_only_after_beating_for_the_timeout(rt, redis_client):
+    """After a Redis outage, a worker whose beat came back first must not reap the
+    others before they had the time to beat again."""
+    send(rt)
+    take(rt, 'other')
+    beat = Heartbeat(rt.store, 'me', {'host': 'h'}, rt.config.worker, on_quiet=None)
+    redis_client.zadd('mailq:workers', {'other': redis_time(redis_client) - 60})
+    beat.tick()
+    assert redis_client.llen('mailq:inflight:other') == 1
+    beat.beating_since -= rt.config.worker.heartbeat_timeout
+    beat.tick()
+    assert redis_client.llen('mailq:inflight:other') == 0
+    assert redis_client.llen('mailq:q:mailers') == 1
+
+
+def test_an_outage_restarts_the_wait_before_reaping(rt, redis_client, monkeypatch):
+    import redis as redis_module
+    beat = Heartbeat(rt.store, 'me', {'host': 'h'}, rt.config.worker, on_quiet=None)
+    beat.tick()
+    assert beat.beating_since is not None
+
+    def down(*args, **kwargs):
+        raise redis_module.ConnectionError('Redis went away')
+    monkeypatch.setattr(beat, 'beat', down)
+    beat.tick()
+    assert beat.beating_since is None and beat.redis_down
 
 
 def test_stale_task_of_a_cancelled_mail_is_dropped(rt, redis_client):

@@ -89,6 +89,18 @@ def test_permanent_reply_is_dead_at_once_with_the_reply_kept(rig_for, smtp, code
            recover_s=0)
 
 
+def test_permanent_reply_then_hang_up_is_still_dead(rig_for, smtp):
+    """Some MTAs close the connection after a 5xx; the RSET that follows fails, and
+    that must not turn the permanent reply into a retry."""
+    smtp.fault_for(VICTIM, reply='554 5.7.1 Rejected, bye', times=99, hang_up=True)
+    rig = rig_for(smtp)
+    victim, others = victim_and_others(rig)
+    wait_until(lambda: rig.field(victim, 'status') in ('dead', 'retrying'), 15, 'an outcome')
+    assert outcomes(rig, victim) == [('dead', 554)]
+    message_ids = rig.message_ids(others)
+    wait_until(lambda: rig.all_sent(message_ids), 30, 'the others delivered')
+
+
 def test_slow_server_beyond_timeout_is_retried_without_blocking_others(rig_for, smtp):
     smtp.fault_for(VICTIM, delay=3, times=1)
     rig = rig_for(smtp, smtp={'timeout': '1'})

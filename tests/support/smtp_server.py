@@ -39,7 +39,7 @@ class _Faults:
         self.drops = 0           # next N DATA commands: hang up without replying
         self.delay = 0.0         # seconds to sleep before replying to DATA
         self.greeting = []       # queued replies sent instead of the 220 greeting
-        self.by_rcpt = {}        # address -> [times left, drop, delay, reply] at DATA
+        self.by_rcpt = {}        # address -> [times left, drop, delay, reply, hang up] at DATA
 
 
 class _Handler:
@@ -55,7 +55,7 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         srv = self.server
-        drop, reply, delay = srv._data_faults(envelope.rcpt_tos)
+        drop, reply, delay, hang_up = srv._data_faults(envelope.rcpt_tos)
         if delay:
             await asyncio.sleep(delay)   # keeps other connections served
         if drop:
@@ -64,6 +64,8 @@ class _Handler:
             smtp.transport.abort()
             return '421 dropped'
         if reply:
+            if hang_up:     # close() sends what is buffered (the reply) first
+                asyncio.get_running_loop().call_soon(smtp.transport.close)
             return reply
         srv._record(envelope)
         return '250 OK queued'
@@ -212,10 +214,11 @@ class SMTPServer:
         with self._lock:
             self._faults.greeting.extend(['%d %s' % (code, text)] * times)
 
-    def fault_for(self, address, reply=None, drop=False, delay=0.0, times=1):
-        """Misbehave at DATA for transactions to `address` only (the others go through)."""
+    def fault_for(self, address, reply=None, drop=False, delay=0.0, times=1, hang_up=False):
+        """Misbehave at DATA for transactions to `address` only (the others go through).
+        hang_up: close the connection right after sending `reply`."""
         with self._lock:
-            self._faults.by_rcpt[address] = [times, drop, delay, reply]
+            self._faults.by_rcpt[address] = [times, drop, delay, reply, hang_up]
 
     def reset_faults(self):
         with self._lock:
@@ -238,13 +241,13 @@ class SMTPServer:
                 fault = f.by_rcpt.get(address)
                 if fault and fault[0] > 0:
                     fault[0] -= 1
-                    return fault[1], fault[3], fault[2]
+                    return fault[1], fault[3], fault[2], fault[4]
             drop = f.drops > 0
             if drop:
                 f.drops -= 1
-                return True, None, f.delay
+                return True, None, f.delay, False
             reply = f.data.pop(0) if f.data else None
-            return False, reply, f.delay
+            return False, reply, f.delay, False
 
     # -- lifecycle -------------------------------------------------------
     def stop(self):
