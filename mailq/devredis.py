@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import redis
 
 from .errors import Unavailable
+from .config import redacted_url
 from .redisconn import connection_pool
 
 VAR = Path('var')
@@ -33,11 +34,11 @@ def ensure_redis(url):
     binary = shutil.which('redis-server')
     if parsed.scheme != 'redis' or parsed.hostname not in ('127.0.0.1', 'localhost') \
             or not binary:
-        raise Unavailable(f'no Redis answers at {url}; start one (redis-server) or set '
+        raise Unavailable(f'no Redis answers at {redacted_url(url)}; start one (redis-server) or set '
                           '[redis] url / MAILQ_REDIS_URL')
     VAR.mkdir(exist_ok=True)
     port = parsed.port or 6379
-    print(f'mailq: no Redis at {url}; starting a private one with appendonly yes in '
+    print(f'mailq: no Redis at {redacted_url(url)}; starting a private one with appendonly yes in '
           f'{VAR.resolve()}', file=sys.stderr)
     subprocess.run([binary, '--port', str(port), '--bind', '127.0.0.1', '--dir', str(VAR.resolve()),
                     '--appendonly', 'yes', '--daemonize', 'yes',
