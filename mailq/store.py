@@ -60,6 +60,11 @@ class Keys:
         raise AttributeError(name)
 
 
+# A mail whose worker stopped (killed, crashed, shut down past its timeout) while
+# sending it this many times is dead: it may be what kills the workers.
+MAX_INTERRUPTIONS = 10
+
+
 def _load_script(client, name):
     source = resources.files('mailq').joinpath('lua', f'{name}.lua').read_text()
     return client.register_script(source)
@@ -161,11 +166,14 @@ class Store:
         return self.scripts['due'](keys=[self.keys.schedule, self.keys.retry],
                                    args=[now or time.time(), self.keys.prefix, limit])
 
-    def requeue_worker(self, worker_id):
+    def requeue_worker(self, worker_id, now=None):
+        """Return a stopped or dead worker's in-flight tasks to their queues (a mail
+        interrupted MAX_INTERRUPTIONS times goes dead); the number returned."""
         keys = self.keys
         return self.scripts['requeue'](
             keys=[keys.inflight(worker_id), keys.busy(worker_id), keys.worker(worker_id),
-                  keys.workers], args=[worker_id, keys.prefix])
+                  keys.workers, keys.dead],
+            args=[worker_id, keys.prefix, MAX_INTERRUPTIONS, now or time.time()])
 
     # -- reads and admin
 

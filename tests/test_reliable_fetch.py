@@ -150,6 +150,27 @@ def test_an_outage_restarts_the_wait_before_reaping(rt, redis_client, monkeypatc
     assert beat.beating_since is None and beat.redis_down
 
 
+def test_a_mail_interrupted_too_often_goes_dead_not_back(rt, redis_client):
+    """A poison pill: a mail whose sending kills its worker must not take down
+    every worker in turn, forever."""
+    from mailq import admin
+    from mailq.store import MAX_INTERRUPTIONS
+    mail_id = send(rt)
+    for n in range(1, MAX_INTERRUPTIONS):
+        assert take(rt, f'w{n}') is not None
+        assert rt.store.requeue_worker(f'w{n}') == 1
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
+    assert take(rt, 'last') is not None
+    assert rt.store.requeue_worker('last') == 0
+    record = rt.store.get(mail_id)
+    assert record['status'] == 'dead' and f'{MAX_INTERRUPTIONS} times' in record['last_error']
+    assert record['attempt_log'][-1]['outcome'] == 'dead'
+    assert redis_client.zscore('mailq:dead', mail_id) is not None
+    assert redis_client.llen('mailq:q:mailers') == 0
+    assert admin.act(rt, 'dead', 'retry', [mail_id])['done'] == 1     # a fresh budget
+    assert take(rt, 'again') is not None and rt.store.requeue_worker('again') == 1
+
+
 def test_stale_task_of_a_cancelled_mail_is_dropped(rt, redis_client):
     cancelled = send(rt)
     assert service.cancel(rt, cancelled)['status'] == 'cancelled'

@@ -1,7 +1,7 @@
 -- Put mails on their queue now (Send now, Retry now, Retry): each mail still in the
 -- expected state leaves the schedule, retry or dead set and its fresh task joins its
 -- queue, with a wake token; queued_at feeds the queue's latency. A dead mail gets a
--- fresh retry budget (attempts = 0; its attempt log stays).
+-- fresh retry budget (attempts and interruptions 0; its attempt log stays).
 -- Returns the ids moved; the others changed state meanwhile.
 -- KEYS: schedule zset, retry zset, dead zset
 -- ARGV: key prefix, expected status ('scheduled'|'retrying'|'dead'), now, mail id, new task, ...
@@ -19,6 +19,7 @@ for i = 4, #ARGV, 2 do
     else
       redis.call('ZREM', KEYS[3], id)
       redis.call('HSET', record, 'attempts', 0)
+      redis.call('HDEL', record, 'interrupted')
     end
     redis.call('HSET', record, 'status', 'queued', 'task', task, 'queued_at', ARGV[3])
     redis.call('HDEL', record, 'next_at')
