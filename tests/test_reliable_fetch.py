@@ -74,7 +74,9 @@ def test_orphaned_in_flight_task_goes_back_after_two_sweeps(rt, redis_client):
     assert redis_client.llen('mailq:inflight:w1') == 0
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [task]
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
-    assert take(rt, 'w2')[1] == task           # and it is delivered from there
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'attempts') == b'0'   # never sent
+    queue, again, claim = take(rt, 'w2')
+    assert again == task and claim[3] == 1      # delivered from there, as a first attempt
 
 
 def test_claimed_task_is_not_an_orphan(rt, redis_client):
@@ -160,6 +162,7 @@ def test_a_mail_interrupted_too_often_goes_dead_not_back(rt, redis_client):
         assert take(rt, f'w{n}') is not None
         assert rt.store.requeue_worker(f'w{n}') == 1
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'attempts') == b'0'   # none recorded
     assert take(rt, 'last') is not None
     assert rt.store.requeue_worker('last') == 0
     record = rt.store.get(mail_id)

@@ -6,8 +6,9 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[5], 'task', 'status')
 if f[1] ~= ARGV[1] then return 0 end
-if f[2] == 'sending' then
+if f[2] == 'sending' then   -- claimed, never sent: the claim's attempt does not count
   redis.call('HSET', KEYS[5], 'status', 'queued')
+  redis.call('HINCRBY', KEYS[5], 'attempts', -1)
 end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('LPUSH', KEYS[4], '1')

@@ -22,8 +22,9 @@ while task do
         redis.call('ZADD', KEYS[5], ARGV[4], msg.args[1])
         redis.call('RPUSH', record .. ':log', cjson.encode({at = tonumber(ARGV[4]),
           worker = ARGV[1], outcome = 'dead', code = 0, reply = error, duration = 0}))
-      else
+      else   -- an attempt whose outcome was never recorded does not count
         redis.call('HSET', record, 'status', 'queued')
+        redis.call('HINCRBY', record, 'attempts', -1)
       end
     end
     if not poisoned then
