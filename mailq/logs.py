@@ -1,4 +1,8 @@
-"""Logging set-up: text or JSON lines, and secrets redacted from every record."""
+"""Logging set-up: text or JSON lines, and secrets redacted from every record.
+
+A record may carry `extra={'fields': {...}}`: JSON lines show them as keys of their
+own (the delivery line's mail, queue, outcome, code...), so a log shipper need not
+parse the message; text lines have them in the message already."""
 import json
 import logging
 import sys
@@ -15,6 +19,10 @@ class RedactingFilter(logging.Filter):
     def filter(self, record):
         if self.secrets:
             record.msg, record.args = redact(record.getMessage(), self.secrets), None
+            fields = getattr(record, 'fields', None)
+            if fields:
+                record.fields = {k: redact(v, self.secrets) if isinstance(v, str) else v
+                                 for k, v in fields.items()}
             if record.exc_info:   # exception texts can carry secrets too (URLs, replies)
                 record.exc_text = redact(_PLAIN.formatException(record.exc_info), self.secrets)
                 record.exc_info = None
@@ -36,6 +44,8 @@ class JSONFormatter(logging.Formatter):
         entry = {'time': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created)),
                  'level': record.levelname.lower(), 'logger': record.name,
                  'message': record.getMessage()}
+        for key, value in getattr(record, 'fields', {}).items():
+            entry.setdefault(key, value)
         if record.exc_info or record.exc_text:
             entry['exception'] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -88,9 +88,12 @@ class Processor:
         else:
             to = ','.join(sorted({r.rsplit('@', 1)[-1] for r in recipients}))
         level = logging.INFO if outcome == 'sent' else logging.WARNING
+        fields = {'event': 'delivery', 'mail': mail_id, 'queue': queue, 'to': to,
+                  'outcome': outcome, 'code': code or None,
+                  'duration_ms': round(duration * 1000, 1), 'reply': error[:200] or None}
         log.log(level, 'delivery mail=%s queue=%s to=%s outcome=%s code=%s duration_ms=%.1f%s',
                 mail_id, queue, to, outcome, code or '-', duration * 1000,
-                f' reply="{error[:200]}"' if error else '')
+                f' reply="{error[:200]}"' if error else '', extra={'fields': fields})
 
 
 def _until_redis_answers(action, what, max_delay=5.0):

@@ -78,6 +78,12 @@ def test_json_lines_parse_and_carry_one_line_per_attempt(tmp_ini, redis_url, red
     assert 'outcome=retrying code=451' in attempts[0]['message']
     assert 'outcome=sent code=250' in attempts[1]['message']
     assert 'to=bo@example.net' in attempts[1]['message']
+    # the same facts as keys of their own, for log shippers
+    assert [(e['event'], e['mail'], e['outcome'], e['code']) for e in attempts] == [
+        ('delivery', mail_id, 'retrying', 451), ('delivery', mail_id, 'sent', 250)]
+    assert attempts[1]['to'] == 'bo@example.net' and attempts[1]['queue'] == 'mailers'
+    assert attempts[0]['reply'].startswith('451') and attempts[1]['reply'] is None
+    assert isinstance(attempts[1]['duration_ms'], float)
     assert SMTP_PASSWORD not in read_log(worker)
 
 
@@ -91,6 +97,7 @@ def test_secrets_are_redacted_in_messages_and_tracebacks(tmp_ini, fmt):
     try:
         log = logging.getLogger('mailq.test')
         log.error('login with %s failed', SMTP_PASSWORD)
+        log.warning('delivery failed', extra={'fields': {'reply': f'535 {SMTP_PASSWORD}'}})
         try:
             raise RuntimeError(f'cannot use redis://:redis-pw-secret@host and {SMTP_PASSWORD}')
         except RuntimeError:
@@ -100,6 +107,9 @@ def test_secrets_are_redacted_in_messages_and_tracebacks(tmp_ini, fmt):
     out = stream.getvalue()
     assert 'login with *** failed' in out and 'RuntimeError' in out
     assert SMTP_PASSWORD not in out and 'redis-pw-secret' not in out
+    if fmt == 'json':
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+        assert any(line.get('reply') == '535 ***' for line in lines)
 
 
 def test_percent_encoded_redis_password_is_redacted_in_both_spellings(tmp_ini):
