@@ -105,3 +105,46 @@ def test_csv_without_recipient_column(mailq_ini, tmp_path, redis_client):
 def test_send_without_to_or_csv(mailq_ini):
     result = run_cli(mailq_ini, 'send', '--subject', 's', '--text', 't')
     assert result.returncode == 1 and 'to: is required' in result.stderr
+
+
+def run_in_terminal(args, timeout=60):
+    """Run a command on a pseudo-terminal 100 columns wide; everything it wrote."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+    pid, fd = pty.fork()
+    if pid == 0:
+        time.sleep(0.2)                  # the parent sets the window size first
+        os.execv(args[0], args)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))
+    out, deadline = b'', time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 1)[0]:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:                  # the child is gone
+            break
+        if not data:
+            break
+        out += data
+    os.waitpid(pid, 0)
+    return out.decode('utf-8', 'replace')
+
+
+def test_a_terminal_sees_the_progress_bar_and_a_pipe_does_not(mailq_ini, tmp_path):
+    from support.procs import PYTHON, REPO_ROOT
+    path = write_csv(tmp_path / 'many.csv',
+                     [(f'user{n}@example.com', f'User {n}', 'Widgets') for n in range(300)])
+    args = [str(PYTHON), str(REPO_ROOT / 'mailq.py'), 'send', '--csv', str(path),
+            '--template', 'welcome', '-c', str(mailq_ini)]
+    shown = run_in_terminal(args)
+    assert '300/300 [' in shown and 'row/s]' in shown and '100%|' in shown
+    assert 'accepted 300, already enqueued 0, rejected 0' in shown
+    piped = run_cli(mailq_ini, 'send', '--csv', path, '--template', 'welcome')
+    assert piped.returncode == 0 and 'already enqueued 300' in piped.stdout
+    assert 'row/s' not in piped.stderr and '300/300' not in piped.stderr
