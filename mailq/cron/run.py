@@ -9,10 +9,9 @@ import hashlib
 import logging
 import time
 
-import redis
-
 from .. import service
 from ..errors import Unavailable, ValidationError
+from ..redisconn import is_outage
 from .imports import resolve
 
 log = logging.getLogger('mailq.cron')
@@ -58,6 +57,11 @@ def enqueue(rt, job, fired_at, key):
     return service.send_batch(rt, mails, max_batch=len(mails))
 
 
+def redis_outage(exc):
+    """Redis gone or refusing for now (OOM, READONLY...): the run waits for it."""
+    return isinstance(exc, Unavailable) or is_outage(exc)
+
+
 def run_once(rt, state, job, fire, key, *, token='', worker='', manual=False, clock=time.time):
     """Run `job` for fire time `fire` (epoch) and record the run. Returns the run.
 
@@ -70,13 +74,14 @@ def run_once(rt, state, job, fire, key, *, token='', worker='', manual=False, cl
         accepted = enqueue(rt, job, job.local(fire), key)
         run['mail_ids'] = [mail['id'] for mail in accepted]
         run['enqueued_at'] = clock()
-    except (Unavailable, redis.ConnectionError, redis.TimeoutError):
-        raise
-    except ValidationError as exc:
-        run.update(outcome='failed', error=str(exc)[:MAX_ERROR])
     except Exception as exc:
-        log.exception('cron job %s failed (fire time %s)', job.name, job.local(fire))
-        run.update(outcome='failed', error=f'{type(exc).__name__}: {exc}'[:MAX_ERROR])
+        if redis_outage(exc):
+            raise
+        if isinstance(exc, ValidationError):
+            run.update(outcome='failed', error=str(exc)[:MAX_ERROR])
+        else:
+            log.exception('cron job %s failed (fire time %s)', job.name, job.local(fire))
+            run.update(outcome='failed', error=f'{type(exc).__name__}: {exc}'[:MAX_ERROR])
     with service.redis_errors():
         state.finish(job.name, fire, token, run)
     level = logging.INFO if run['outcome'] == 'ok' else logging.WARNING

@@ -17,11 +17,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import redis
-
-from ..errors import Unavailable
 from .definitions import jobs
-from .run import run_once
+from .run import redis_outage, run_once
 from .schedule import MAX_FIRE_TIMES
 from .state import state_for
 from .validate import check_runtime
@@ -86,7 +83,9 @@ class CronTicker(threading.Thread):
                 for job in self.jobs.values():
                     self._guarded(self.recover, job, now)
                 self.last_recovery = now
-        except (redis.ConnectionError, redis.TimeoutError, Unavailable) as exc:
+        except Exception as exc:
+            if not redis_outage(exc):
+                raise
             self._redis_down(exc)
             return
         if self.redis_down:
@@ -97,9 +96,9 @@ class CronTicker(threading.Thread):
         """One job's error must not stop the others; Redis outages stop the tick."""
         try:
             step(*args)
-        except (redis.ConnectionError, redis.TimeoutError, Unavailable):
-            raise
-        except Exception:
+        except Exception as exc:
+            if redis_outage(exc):
+                raise
             log.exception('cron job %s: tick failed', args[0].name)
 
     def _redis_down(self, exc):

@@ -10,11 +10,12 @@
 --       recipients still owed the mail (JSON; '' when they are all the envelope had)
 redis.call('LREM', KEYS[3], 1, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[2])
-if redis.call('HGET', KEYS[1], 'task') ~= ARGV[1] then
+local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
+if current[1] ~= ARGV[1] then
   return 0
 end
 -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
-if redis.call('HGET', KEYS[1], 'finished_at') == ARGV[4] then
+if current[2] == ARGV[4] then
   return 1
 end
 local day_ttl = 200 * 86400
