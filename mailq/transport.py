@@ -41,11 +41,12 @@ class Delivery:
     def still_owed(self, recipients):
         """The recipients a retry must go to: after a delivery, the deferred ones;
         after a transient failure, all but those refused for good (5xx)."""
-        if self.ok:
-            return [r for r in recipients if r in self.deferred]
-        if not self.transient:
+        if not self.ok and not self.transient:
             return []
-        return [r for r in recipients if r not in self.refused or r in self.deferred]
+        deferred = self.deferred
+        if self.ok:
+            return [r for r in recipients if r in deferred]
+        return [r for r in recipients if r not in self.refused or r in deferred]
 
 
 def create_transport(smtp_config):
