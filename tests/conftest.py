@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from support.ini import write_ini
+from support.ini import smtp_section, write_ini
 from support.procs import REPO_ROOT
 from support.redis_server import RedisServer
 from support.smtp_server import SMTPServer
@@ -83,9 +83,7 @@ def mailq_ini(tmp_ini, redis_url, smtp_server):
         redis={'url': redis_url},
         worker={'concurrency': '4', 'queues': 'mailers, default',
                 'retry_base': '1', 'retry_max_delay': '2'},
-        smtp={'transport': 'smtp', 'host': '127.0.0.1',
-              'port': str(smtp_server.port), 'security': 'none',
-              'timeout': '5', 'from': 'mailq@example.com'},
+        smtp=smtp_section(smtp_server, security='none'),
         templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
     )
 
@@ -93,8 +91,18 @@ def mailq_ini(tmp_ini, redis_url, smtp_server):
 @pytest.fixture
 def web(mailq_ini):
     """The mailq web app (API) on a free port, wired to the private Redis and SMTP server."""
+    yield from _served(mailq_ini)
+
+
+@pytest.fixture
+def app(ini):
+    """The web app for a test module's own `ini` fixture (dashboard, browser)."""
+    yield from _served(ini)
+
+
+def _served(ini):
     from support.mailq_app import WebApp
-    app = WebApp(mailq_ini)
+    app = WebApp(ini)
     yield app
     app.close()
 

@@ -9,7 +9,8 @@ import pytest
 
 from mailq import service
 from support.browser import chromium, new_page, screenshot
-from support.mailq_app import WebApp, start_worker, stop_process
+from support.ini import REPORT_JOB, smtp_section
+from support.mailq_app import start_worker, stop_process
 from support.procs import REPO_ROOT
 
 pytestmark = pytest.mark.browser
@@ -32,19 +33,10 @@ def ini(tmp_ini, redis_url, smtp_server):
         redis={'url': redis_url},
         worker={'queues': 'mailers, default', 'concurrency': '2', 'retry_base': '3600',
                 'scheduler_interval': '0.1'},
-        smtp={'transport': 'smtp', 'host': '127.0.0.1', 'port': str(smtp_server.port),
-              'timeout': '5', 'from': 'mailq@example.com'},
+        smtp=smtp_section(smtp_server),
         web={'username': USER, 'password': PASSWORD},
         templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
-        **{'cron:report': {'schedule': '0 8 * * *', 'template': 'daily_report',
-                           'to': 'ops@example.com', 'context': '{"team": "ops"}'}})
-
-
-@pytest.fixture
-def app(ini):
-    web = WebApp(ini)
-    yield web
-    web.close()
+        **REPORT_JOB)
 
 
 @pytest.fixture

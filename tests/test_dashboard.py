@@ -18,7 +18,7 @@ from mailq import service
 from mailq.heartbeat import Heartbeat, worker_info
 from mailq.processor import Processor
 from mailq.transport import create_transport
-from support.mailq_app import WebApp
+from support.ini import REPORT_JOB, smtp_section
 from support.procs import REPO_ROOT
 
 AUTH = 'Basic ' + base64.b64encode(b'admin:s3cret').decode()
@@ -82,19 +82,10 @@ def ini(tmp_ini, redis_url, smtp_server):
     return tmp_ini(
         redis={'url': redis_url},
         worker={'queues': 'mailers, default', 'max_retries': '3', 'dead_max': '100'},
-        smtp={'transport': 'smtp', 'host': '127.0.0.1', 'port': str(smtp_server.port),
-              'timeout': '5', 'from': 'mailq@example.com'},
+        smtp=smtp_section(smtp_server),
         web={'username': 'admin', 'password': 's3cret', 'api_token': 'tok3n'},
         templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
-        **{'cron:report': {'schedule': '0 8 * * *', 'template': 'daily_report',
-                           'to': 'ops@example.com', 'context': '{"team": "ops"}'}})
-
-
-@pytest.fixture
-def app(ini):
-    web = WebApp(ini)
-    yield web
-    web.close()
+        **REPORT_JOB)
 
 
 @pytest.fixture
