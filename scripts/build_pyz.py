@@ -47,7 +47,7 @@ def prune(staging):
 
 def check(staging):
     """Fail the build, not the first start, when something is missing."""
-    for part in ('mailq/lua/take.lua', 'mailq/_templates/mail'):
+    for part in ('mailq/store/scripts/take.lua', 'mailq/_templates/mail'):
         if not (staging / part).exists():
             raise SystemExit(f'build_pyz: {part} is missing from the build')
 

@@ -55,7 +55,7 @@ def test_archive_holds_code_templates_and_no_compiled_modules(pyz):
     import zipfile
     names = zipfile.ZipFile(pyz).namelist()
     assert '__main__.py' in names
-    assert 'mailq/lua/finish.lua' in names
+    assert 'mailq/store/scripts/finish.lua' in names
     assert 'mailq/_templates/mail/welcome.txt' in names
     assert 'prometheus_client/__init__.py' in names and 'tqdm/__init__.py' in names
     assert not [n for n in names if n.endswith(('.so', '.pyc'))]

@@ -11,53 +11,10 @@ import json
 import time
 from importlib import resources
 
-STATES = ('queued', 'scheduled', 'sending', 'sent', 'retrying', 'dead', 'cancelled')
-FINAL_STATES = ('sent', 'dead', 'cancelled')
+from .keys import Keys  # noqa: F401  (re-exported)
+
 # Upper bounds (seconds) of the delivery duration histogram that /metrics exposes.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-class Keys:
-    """Every Redis key name mailq uses, in one place."""
-
-    def __init__(self, prefix):
-        self.prefix = prefix + ':'
-
-    def record(self, mail_id):
-        return f'{self.prefix}m:{mail_id}'
-
-    def log(self, mail_id):
-        return f'{self.prefix}m:{mail_id}:log'
-
-    def queue(self, name):
-        return f'{self.prefix}q:{name}'
-
-    def wake(self, name):
-        return f'{self.prefix}wake:{name}'
-
-    def idempotency(self, key):
-        return f'{self.prefix}idem:{key}'
-
-    def inflight(self, worker_id):
-        return f'{self.prefix}inflight:{worker_id}'
-
-    def busy(self, worker_id):
-        return f'{self.prefix}busy:{worker_id}'
-
-    def worker(self, worker_id):
-        return f'{self.prefix}w:{worker_id}'
-
-    def commands(self, worker_id):
-        return f'{self.prefix}cmd:{worker_id}'
-
-    def stat(self, name, day=None):
-        return f'{self.prefix}stat:{name}' + (f':{day}' if day else '')
-
-    def __getattr__(self, name):
-        # Fixed keys: schedule, retry, dead, outbox, workers, paused.
-        if name in ('schedule', 'retry', 'dead', 'outbox', 'workers', 'paused'):
-            return self.prefix + name
-        raise AttributeError(name)
 
 
 # A mail whose worker stopped (killed, crashed, shut down past its timeout) while
@@ -66,7 +23,7 @@ MAX_INTERRUPTIONS = 10
 
 
 def _load_script(client, name):
-    source = resources.files('mailq').joinpath('lua', f'{name}.lua').read_text()
+    source = resources.files('mailq.store').joinpath('scripts', f'{name}.lua').read_text()
     return client.register_script(source)
 
 

@@ -1,0 +1,80 @@
+"""Every Redis key name mailq uses, in one place, under the configured prefix.
+
+    <p>:m:<id>              hash    a mail's record (JSON-safe fields, never a pickle)
+    <p>:m:<id>:log          list    one JSON entry per delivery attempt
+    <p>:q:<queue>           list    the queue's Huey tasks (workers pop RIGHT)
+    <p>:wake:<queue>        list    wake tokens for idle workers (BLPOP), kept short
+    <p>:schedule            zset    tasks of scheduled mails, by send time
+    <p>:retry               zset    tasks of retrying mails, by next attempt
+    <p>:dead                zset    ids of dead mails, by time of death
+    <p>:outbox              zset    ids of mails kept by transport = outbox
+    <p>:paused              set     paused queue names
+    <p>:idem:<key>          string  the mail id of an idempotency key (expires)
+    <p>:workers             zset    live worker ids, by last beat (Redis time)
+    <p>:w:<worker>          hash    a worker's details and beat
+    <p>:inflight:<worker>   list    tasks a worker has fetched and not yet recorded
+    <p>:busy:<worker>       hash    thread -> the mail it is sending
+    <p>:cmd:<worker>        list    commands (quiet, stop) for a worker's heartbeat
+    <p>:stat:<name>[:<day>] string/hash  counters and metrics
+    <p>:cron:<job>          hash    since, last_fire, skip_mark
+    <p>:cron:<job>:fired    zset    claimed fire times
+    <p>:cron:<job>:pending  hash    fire time -> claim not yet recorded
+    <p>:cron:<job>:runs     list    run history, newest first
+    <p>:cron:paused         set     paused cron job names
+    <p>:schema              string  the data layout version (migrations.py)
+"""
+
+
+class Keys:
+    def __init__(self, prefix):
+        self.prefix = prefix + ':'
+        self.schedule = self.prefix + 'schedule'
+        self.retry = self.prefix + 'retry'
+        self.dead = self.prefix + 'dead'
+        self.outbox = self.prefix + 'outbox'
+        self.paused = self.prefix + 'paused'
+        self.workers = self.prefix + 'workers'
+        self.cron_paused = self.prefix + 'cron:paused'
+        self.schema = self.prefix + 'schema'
+
+    def record(self, mail_id):
+        return f'{self.prefix}m:{mail_id}'
+
+    def log(self, mail_id):
+        return f'{self.prefix}m:{mail_id}:log'
+
+    def queue(self, name):
+        return f'{self.prefix}q:{name}'
+
+    def wake(self, name):
+        return f'{self.prefix}wake:{name}'
+
+    def idempotency(self, key):
+        return f'{self.prefix}idem:{key}'
+
+    def inflight(self, worker_id):
+        return f'{self.prefix}inflight:{worker_id}'
+
+    def busy(self, worker_id):
+        return f'{self.prefix}busy:{worker_id}'
+
+    def worker(self, worker_id):
+        return f'{self.prefix}w:{worker_id}'
+
+    def commands(self, worker_id):
+        return f'{self.prefix}cmd:{worker_id}'
+
+    def stat(self, name, day=None):
+        return f'{self.prefix}stat:{name}' + (f':{day}' if day else '')
+
+    def cron_job(self, job):
+        return f'{self.prefix}cron:{job}'
+
+    def cron_fired(self, job):
+        return f'{self.prefix}cron:{job}:fired'
+
+    def cron_pending(self, job):
+        return f'{self.prefix}cron:{job}:pending'
+
+    def cron_runs(self, job):
+        return f'{self.prefix}cron:{job}:runs'
