@@ -85,7 +85,8 @@ def enqueue_csv(rt, path, template, *, key_column=None, queue=None, send_at=None
             continue
         data.update(common)
         try:
-            result = service.send(rt, data, idempotency_key=row_key(template, row, key_column))
+            result = service.send(rt, data, idempotency_key=row_key(template, row, key_column),
+                                  check_request=False)   # a corrected row is the same mail
         except ValidationError as exc:
             summary.rejected.append((line, str(exc)))
             continue

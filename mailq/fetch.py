@@ -7,7 +7,6 @@ together with the recording of its outcome. In-flight tasks of a dead worker go 
 heartbeat.py). Queues are tried in strict order (`-q a -q b`) or in weighted
 random order (`-q a,3 -q b,1`), as in Sidekiq.
 """
-import json
 import os
 import random
 import threading
@@ -37,7 +36,6 @@ class MailStorage(RedisStorage):
         super().__init__(name=store.keys.prefix.rstrip(':'), connection_pool=connection_pool,
                          read_timeout=read_timeout)
         self.store = store
-        self.keys = store.keys
         self.queues = list(queues)
         self.worker_id = None
         self.quiet = threading.Event()
@@ -46,12 +44,8 @@ class MailStorage(RedisStorage):
     # -- queue API used by Huey
 
     def enqueue(self, data, priority=None):
-        queue = json.loads(data).get('kwargs', {}).get('queue') or self.queues[0][0]
-        pipe = self.conn.pipeline()
-        pipe.lpush(self.keys.queue(queue), data)
-        pipe.lpush(self.keys.wake(queue), '1')
-        pipe.ltrim(self.keys.wake(queue), 0, 99)
-        pipe.execute()
+        raise RuntimeError('mailq enqueues through store.accept (a task needs its record); '
+                           'use mailq.send() or the HTTP API')
 
     def dequeue(self):
         """Fetch and claim one task (store.take); block up to read_timeout when idle."""
@@ -66,7 +60,7 @@ class MailStorage(RedisStorage):
         item = self.store.take(self.worker_id, order, busy)
         if item is None:
             # Wait for a wake token pushed with every task, then try once more.
-            self.conn.blpop([self.keys.wake(q) for q in order], timeout=self.read_timeout)
+            self.store.wait_for_work(order, self.read_timeout)
             item = self.store.take(self.worker_id, order, busy)
         self._local.item = item
         return item[1] if item else None
@@ -81,32 +75,35 @@ class MailStorage(RedisStorage):
             self.queues = list(queues)
 
     def queue_size(self):
-        return sum(self.store.queue_sizes([q for q, _ in self.queues]).values())
+        return sum(self.store.queue(q).size() for q, _ in self.queues)
 
     def enqueued_items(self, limit=None):
         items = []
         for queue, _ in self.queues:
-            items += self.conn.lrange(self.keys.queue(queue), 0, (limit or 0) - 1)[::-1]
+            items += [task for task, _ in self.store.queue(queue).page(0, -1)][::-1]
         return items[:limit] if limit else items
 
     def flush_queue(self):
-        self.conn.delete(*[self.keys.queue(q) for q, _ in self.queues])
+        raise RuntimeError('clear a queue through the dashboard or /api/queues/<name>/clear, '
+                           'which erases its mails too')
 
     # -- schedule API used by Huey's scheduler
 
     def add_to_schedule(self, data, ts, utc=True):
-        self.conn.zadd(self.keys.schedule, {data: self.convert_ts(ts)})
+        raise RuntimeError('mailq schedules through store.accept (a task needs its record)')
 
     def read_schedule(self, ts):
-        """Move due tasks onto their queues inside Redis; Huey has nothing left to enqueue."""
+        """Move due tasks onto their queues inside Redis and bound the dead set and the
+        outbox; Huey has nothing left to enqueue."""
         self.store.move_due()
+        self.store.trim()
         return []
 
     def schedule_size(self):
-        return self.conn.zcard(self.keys.schedule) + self.conn.zcard(self.keys.retry)
+        return self.store.schedule.size() + self.store.retries.size()
 
     def scheduled_items(self, limit=None):
-        return self.conn.zrange(self.keys.schedule, 0, (limit or 0) - 1)
+        return [task for task, _ in self.store.schedule.page(0, (limit or 0) - 1)]
 
     def flush_schedule(self):
-        self.conn.delete(self.keys.schedule)
+        raise RuntimeError('delete scheduled mails through the dashboard or /api/scheduled')

@@ -19,6 +19,7 @@ import threading
 import time
 
 from .redisconn import is_outage, outage_text
+from .store.containers import task_mail_id, task_queue
 
 log = logging.getLogger('mailq.worker')
 
@@ -34,12 +35,6 @@ def pid_namespace():
         return os.readlink('/proc/self/ns/pid')
     except OSError:
         return ''
-
-
-def redis_time(client):
-    """Seconds since the epoch by the Redis server's clock."""
-    seconds, micros = client.time()
-    return seconds + micros / 1e6
 
 
 def pid_alive(pid):
@@ -67,12 +62,10 @@ def reap(store, now=None, timeout=None, local_host=None):
     """Requeue the in-flight tasks of dead workers: those whose beat is older than
     `timeout` seconds at `now` (Redis time), and with `local_host` those of this host
     and PID namespace whose process is gone. Returns {worker_id: tasks requeued}."""
-    keys = store.keys
     dead = []
     if timeout is not None:
-        now = now or redis_time(store.redis)
-        dead = [w.decode() for w in store.redis.zrangebyscore(keys.workers, '-inf',
-                                                              now - timeout)]
+        now = now or store.workers.redis_time()
+        dead = store.workers.silent_since(now - timeout)
     if local_host:
         dead += [wid for wid in _gone_on_this_host(store, local_host) if wid not in dead]
     reaped = {}
@@ -85,26 +78,21 @@ def reap(store, now=None, timeout=None, local_host=None):
 
 def release_orphans(store, worker_id, suspects):
     """Return in-flight tasks that no thread of this worker holds (the reply to their
-    take was lost, e.g. to a Redis restart). A task counts as orphaned when it was
-    unclaimed at two sweeps in a row. A thread always holds a busy entry for the task it
-    took (take.lua writes both at once), so a task without one has no thread on it.
+    fetch or claim was lost, e.g. to a Redis restart). A task counts as orphaned when
+    it was unclaimed at two sweeps in a row. A thread holds a busy entry for the task it
+    claimed, so a task without one has no thread on it.
     Returns the tasks that are suspects now."""
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.lrange(keys.inflight(worker_id), 0, -1)
-    pipe.hvals(keys.busy(worker_id))
-    tasks, busy = pipe.execute()
-    held = {json.loads(entry)['id'] for entry in busy}
+    tasks, held = store.workers.in_flight(worker_id)
     unclaimed = set()
     for task in tasks:
-        message = json.loads(task)
-        if message['args'][0] in held:
+        mail_id = task_mail_id(task)
+        if mail_id in held:
             continue
         if task in suspects:
-            queue = message.get('kwargs', {}).get('queue') or store.worker_config.default_queue
-            if store.release(message['args'][0], task, queue, worker_id, ''):
+            queue = task_queue(task) or store.worker_config.default_queue
+            if store.release(mail_id or '-', task, queue, worker_id, ''):
                 log.warning('mail %s was in flight with no thread on it; returned to %s',
-                            message['args'][0], queue)
+                            mail_id, queue)
         else:
             unclaimed.add(task)
     return unclaimed
@@ -114,14 +102,13 @@ def _gone_on_this_host(store, host):
     """Workers registered by this host, in our PID namespace, whose process is gone.
     A worker whose namespace cannot be told is left to the heartbeat timeout."""
     ours, gone = pid_namespace(), []
-    for wid in store.redis.zrange(store.keys.workers, 0, -1):
-        wid = wid.decode()
+    for wid in store.workers.ids():
         wid_host, _, rest = wid.rpartition(':')[0].rpartition(':')
         pid = int(rest) if rest.isdigit() else None
         if wid_host != host or not pid or pid == os.getpid() or pid_alive(pid):
             continue
-        theirs = store.redis.hget(store.keys.worker(wid), 'pidns')
-        if ours and theirs is not None and theirs.decode() == ours:
+        theirs = store.workers.pid_namespace(wid)
+        if ours and theirs is not None and theirs == ours:
             gone.append(wid)
     return gone
 
@@ -145,17 +132,13 @@ class Heartbeat(threading.Thread):
 
     def beat(self, now=None):
         """Beat once (and run a command waiting for us); returns the Redis time used."""
-        keys, client = self.store.keys, self.store.redis
-        now = now or redis_time(client)
-        pipe = client.pipeline(transaction=False)
-        pipe.hset(keys.worker(self.worker_id), mapping={
-            **self.info, 'beat': now, 'rss': rss_bytes(), 'quiet': int(self.quiet)})
-        pipe.expire(keys.worker(self.worker_id), max(60, int(self.cfg.heartbeat_timeout * 4)))
-        pipe.zadd(keys.workers, {self.worker_id: now})
-        pipe.lpop(keys.commands(self.worker_id))
-        command = pipe.execute()[-1]
+        workers = self.store.workers
+        now = now or workers.redis_time()
+        command = workers.beat(self.worker_id, {**self.info, 'rss': rss_bytes(),
+                                                'quiet': int(self.quiet)},
+                               max(60, int(self.cfg.heartbeat_timeout * 4)), now)
         if command:
-            self.run_command(command.decode())
+            self.run_command(command)
         return now
 
     def run_command(self, command):

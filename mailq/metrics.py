@@ -13,10 +13,8 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.utils import floatToGoString
 
-from .cron.state import state_for
+from .redisconn import is_outage
 from .store import DURATION_BUCKETS
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class ClusterCollector:
@@ -29,7 +27,9 @@ class ClusterCollector:
         up = GaugeMetricFamily('mailq_redis_up', 'Whether this scrape could read Redis.')
         try:
             snap = snapshot(self.rt)
-        except REDIS_DOWN:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             up.add_metric([], 0)
             yield up
             return
@@ -40,43 +40,28 @@ class ClusterCollector:
 
 def snapshot(rt, now=None):
     """Everything /metrics shows, as plain data."""
-    keys, client = rt.keys, rt.redis
+    store = rt.store
     now = now or time.time()
-    pipe = client.pipeline(transaction=False)
-    for name in ('processed', 'failed'):
-        pipe.get(keys.stat(name))
-    for name in ('deliveries', 'duration'):
-        pipe.hgetall(keys.stat(name))
-    for name in ('schedule', 'retry', 'dead', 'outbox'):
-        pipe.zcard(getattr(keys, name))
-    pipe.smembers(keys.paused)
-    pipe.zrange(keys.workers, 0, -1, withscores=True)
-    processed, failed, deliveries, duration, scheduled, retrying, dead, outbox, paused, \
-        beats = pipe.execute()
-
-    workers = [(wid.decode(), beat) for wid, beat in beats]
-    pipe = client.pipeline(transaction=False)
-    for wid, _ in workers:
-        pipe.hmget(keys.worker(wid), 'concurrency', 'queues')
-        pipe.hlen(keys.busy(wid))
-    replies = pipe.execute()
-    infos, busy = replies[0::2], replies[1::2]
-
-    queues = _queue_names(rt.config.worker.queue_names, [info[1] for info in infos],
-                          paused)
-    sizes, oldest = _queue_heads(client, keys, queues)
-    alive = [now - beat <= rt.config.worker.heartbeat_timeout for _, beat in workers]
+    totals = store.stats.totals()
+    beats = store.workers.beats()
+    slots = store.workers.slots(beats)
+    queues = _queue_names(rt.config.worker.queue_names, [queues for _, queues, _ in slots],
+                          totals['paused'])
+    latencies = store.queue_latencies(queues, now)
+    alive = [now - beat <= rt.config.worker.heartbeat_timeout for _, beat in beats]
+    busy = [count for _, _, count in slots]
     return {
-        'processed': int(processed or 0), 'failed': int(failed or 0),
-        'deliveries': {k.decode(): int(v) for k, v in deliveries.items()},
-        'duration': {k.decode(): float(v) for k, v in duration.items()},
-        'queues': {q: {'size': sizes[q], 'latency': _latency(oldest.get(q), now),
-                       'paused': q.encode() in paused} for q in queues},
-        'states': {'queued': sum(sizes.values()), 'scheduled': scheduled,
-                   'sending': sum(busy), 'retrying': retrying, 'dead': dead},
-        'outbox': outbox,
+        'processed': totals['processed'], 'failed': totals['failed'],
+        'deliveries': totals['deliveries'], 'duration': totals['duration'],
+        'queues': {q: {'size': latencies[q][0], 'latency': latencies[q][1],
+                       'paused': q in totals['paused']} for q in queues},
+        'states': {'queued': sum(size for size, _ in latencies.values()),
+                   'scheduled': totals['scheduled'], 'sending': sum(busy),
+                   'retrying': totals['retrying'], 'dead': totals['dead']},
+        'outbox': totals['outbox'],
         'workers': sum(alive),
-        'threads': sum(int(info[0] or 0) for info, ok in zip(infos, alive) if ok),
+        'threads': sum(int(concurrency or 0) for (concurrency, _, _), ok in zip(slots, alive)
+                       if ok),
         'busy': sum(busy),
         'cron': _cron(rt),
     }
@@ -87,17 +72,12 @@ def _cron(rt):
     names = [job.name for job in rt.config.cron_jobs]
     if not names:
         return {}
-    state = state_for(rt)
-    pipe = rt.redis.pipeline(transaction=False)
-    pipe.smembers(state.paused_key)
-    for name in names:
-        pipe.lrange(state.key(name, 'runs'), 0, -1)       # newest first
-    paused, *histories = pipe.execute()
+    paused, histories = rt.store.cron.all_runs(names)
     found = {}
-    for name, runs in zip(names, histories):
-        ok = (json.loads(run) for run in runs)
-        last = next((run.get('enqueued_at') for run in ok if run.get('outcome') == 'ok'), 0)
-        found[name] = (float(last or 0), name.encode() in paused)
+    for name in names:
+        last = next((run.get('enqueued_at') for run in histories[name]
+                     if run.get('outcome') == 'ok'), 0)
+        found[name] = (float(last or 0), name in paused)
     return found
 
 
@@ -109,38 +89,8 @@ def _queue_names(configured, worker_queue_lists, paused):
             names += [q[0] if isinstance(q, list) else q for q in json.loads(raw or b'[]')]
         except (ValueError, TypeError, IndexError):
             continue
-    names += sorted(p.decode() for p in paused)
+    names += sorted(paused)
     return list(dict.fromkeys(names))
-
-
-def _queue_heads(client, keys, queues):
-    """Sizes, and for each non-empty queue the record times of its oldest mail."""
-    pipe = client.pipeline(transaction=False)
-    for q in queues:
-        pipe.llen(keys.queue(q))
-        pipe.lindex(keys.queue(q), -1)     # workers pop RIGHT: the oldest is last
-    replies = pipe.execute()
-    sizes = dict(zip(queues, replies[0::2]))
-    heads = {q: _mail_id(task) for q, task in zip(queues, replies[1::2]) if task}
-    pipe = client.pipeline(transaction=False)
-    for mail_id in heads.values():
-        pipe.hmget(keys.record(mail_id), 'created_at', 'send_at', 'next_at')
-    return sizes, dict(zip(heads, pipe.execute()))
-
-
-def _mail_id(task):
-    try:
-        return json.loads(task)['args'][0]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return ''
-
-
-def _latency(times, now):
-    """Seconds the oldest queued mail has waited since it became due (as Sidekiq's)."""
-    if not times:
-        return 0.0
-    due = max((float(t) for t in times if t), default=now)
-    return max(0.0, now - due)
 
 
 def families(snap):

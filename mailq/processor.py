@@ -20,19 +20,19 @@ log = logging.getLogger('mailq.worker')
 
 
 class Processor:
-    def __init__(self, store, transport, worker_config, log_config, new_task):
+    def __init__(self, store, transport, worker_config, log_config, new_task, worker_id):
         self.store = store
         self.transport = transport
         self.cfg = worker_config
         self.full_recipients = log_config.recipients == 'full'
         self.new_task = new_task          # mail_id, queue -> serialized Huey task
-        self.worker_id = None
+        self.worker_id = worker_id
 
     def busy_field(self):
         return busy_field()
 
     def process(self, mail_id, queue, task, claim):
-        """Deliver a task that take.lua fetched and claimed; record the outcome."""
+        """Deliver a task that store.take fetched and claimed; record the outcome."""
         busy = self.busy_field()
         sender, recipients, raw, attempts = claim
         started = time.monotonic()

@@ -14,6 +14,8 @@ from .templates import MailTemplates
 
 
 class Runtime:
+    """`processor`, for a worker: a function of the Runtime that builds its Processor."""
+
     def __init__(self, config, processor=None):
         self.config = config
         self.pool = connection_pool(config.redis.url)
@@ -21,7 +23,8 @@ class Runtime:
         self.keys = Keys(config.redis.prefix)
         self.store = Store(self.redis, self.keys, config)
         self.templates = MailTemplates(config.templates.path, config.limits.render_timeout)
-        self.huey = create_huey(self.store, self.pool, config.worker.queues, processor)
+        self.processor = processor(self) if processor else None
+        self.huey = create_huey(self.store, self.pool, config.worker.queues, self.processor)
 
     def new_task(self, mail_id, queue):
         return new_task(self.huey, mail_id, queue)

@@ -6,7 +6,8 @@ dicts). Errors are raised as mailq.errors exceptions; Redis errors are turned
 into Unavailable so every surface can answer "Redis is down" the same way.
 """
 import contextlib
-import datetime
+import hashlib
+import json
 import time
 
 import redis
@@ -14,6 +15,8 @@ import redis
 from .compose import compose
 from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
+from .store.mails import reused_key
+from .store.record import iso
 
 
 @contextlib.contextmanager
@@ -28,23 +31,20 @@ def redis_errors():
         raise Unavailable(outage_text(exc)) from None
 
 
-def iso(ts):
-    if ts in (None, '', b''):
-        return None
-    return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).isoformat(
-        timespec='milliseconds').replace('+00:00', 'Z')
-
-
-def send(rt, data, idempotency_key=None):
-    """Validate, render and enqueue one mail. Returns {id, status, queue, send_at}."""
+def send(rt, data, idempotency_key=None, check_request=True):
+    """Validate, render and enqueue one mail. Returns {id, status, queue, send_at}, plus
+    duplicate: true for an idempotency key seen before. With `check_request`, the same
+    key with a different request is a Conflict (Stripe's rule); cron's re-runs, whose
+    callables may render anew, pass False."""
     mail = compose(data, config=rt.config, templates=rt.templates,
                    idempotency_key=idempotency_key)
+    request_hash = fingerprint(data) if check_request and mail.idempotency_key else ''
     with redis_errors():
-        reply = rt.store.accept(mail, rt.new_task(mail.id, mail.queue))
-    return _accepted(mail, reply)
+        result = rt.store.accept(mail, rt.new_task(mail.id, mail.queue), request_hash)
+        return _accepted(rt, mail, result, request_hash)
 
 
-def send_batch(rt, items, max_batch=None):
+def send_batch(rt, items, max_batch=None, check_request=True):
     """All mails valid, then all enqueued in one MULTI/EXEC; or none at all."""
     max_batch = max_batch or rt.config.limits.max_batch
     if not isinstance(items, list) or not items:
@@ -54,53 +54,44 @@ def send_batch(rt, items, max_batch=None):
     mails = []
     for i, data in enumerate(items):
         try:
-            mails.append(compose(data, config=rt.config, templates=rt.templates))
+            mail = compose(data, config=rt.config, templates=rt.templates)
         except ValidationError as exc:
             raise ValidationError(f'mails[{i}].{exc.field}', exc.message) from None
+        mails.append((mail, rt.new_task(mail.id, mail.queue),
+                      fingerprint(data) if check_request and mail.idempotency_key else ''))
     with redis_errors():
-        pipe = rt.redis.pipeline(transaction=True)
-        for mail in mails:
-            rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=pipe)
-        replies = pipe.execute()
-    return [_accepted(mail, reply) for mail, reply in zip(mails, replies)]
+        results = rt.store.accept_all(mails)
+        return [_accepted(rt, mail, result, request_hash)
+                for (mail, _, request_hash), result in zip(mails, results)]
 
 
-def _accepted(mail, reply):
-    if int(reply[0]) == 0:   # idempotency key seen before: the earlier mail
-        existing_id, status, queue, send_at = (v.decode() for v in reply[1:5])
-        return {'id': existing_id, 'status': status, 'queue': queue,
-                'send_at': iso(send_at), 'duplicate': True}
+def fingerprint(data):
+    """What an idempotency key's request is compared by: its JSON, key order and the
+    key itself (a header or a field) aside."""
+    data = {k: v for k, v in data.items() if k != 'idempotency_key'}
+    text = json.dumps(data, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
+    return hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]
+
+
+def _accepted(rt, mail, result, request_hash):
+    if not result.new:      # idempotency key seen before: the earlier mail
+        earlier = rt.store.earlier(result.id)
+        if request_hash and earlier.request_hash and earlier.request_hash != request_hash:
+            raise reused_key(mail.idempotency_key, f'mail {earlier.id}')
+        return {'id': earlier.id, 'status': earlier.status, 'queue': earlier.queue,
+                'send_at': iso(earlier.send_at), 'duplicate': True}
     scheduled = mail.send_at is not None and mail.send_at > time.time()
     return {'id': mail.id, 'status': 'scheduled' if scheduled else 'queued',
             'queue': mail.queue, 'send_at': iso(mail.send_at)}
 
 
-def get_mail(rt, mail_id, with_raw=False):
+def get_mail(rt, mail_id):
+    """GET /api/mails/<id>: the record's API view."""
     with redis_errors():
-        record = rt.store.get(mail_id, with_raw=with_raw)
+        record = rt.store.get(mail_id)
     if record is None:
         raise NotFound(f'no mail {mail_id!r}')
-    return public_view(record)
-
-
-def public_view(record):
-    attempts = [{'at': iso(a.get('at')), 'worker': a.get('worker'), 'outcome': a.get('outcome'),
-                 'code': a.get('code') or None, 'reply': a.get('reply'),
-                 'duration': a.get('duration'), 'refused': a.get('refused', {})}
-                for a in record['attempt_log']]
-    view = {
-        'id': record.get('id'), 'status': record.get('status'), 'queue': record.get('queue'),
-        'attempts': int(record.get('attempts') or 0), 'created_at': iso(record.get('created_at')),
-        'send_at': iso(record.get('send_at')), 'sent_at': iso(record.get('sent_at')),
-        'next_attempt_at': iso(record.get('next_at')) if record.get('status') == 'retrying'
-        else None,
-        'message_id': record.get('message_id'), 'last_error': record.get('last_error') or None,
-        'from': record.get('from'), 'to': record.get('to'), 'subject': record.get('subject'),
-        'template': record.get('template') or None, 'history': attempts,
-    }
-    if 'raw' in record:
-        view['raw'] = record['raw']
-    return view
+    return record.view()
 
 
 def cancel(rt, mail_id):
@@ -121,7 +112,7 @@ def stats(rt):
 def health(rt):
     """(ok, details) for /healthz and `mailq check`."""
     try:
-        info = rt.redis.info('server')
+        info = rt.store.server_info('server')
         warning = persistence_warning(rt.redis)
     except redis.RedisError as exc:
         if not is_outage(exc):

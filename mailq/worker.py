@@ -105,12 +105,9 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         return run_swarm(config, concurrency, queues)
     worker_type = 'thread'
     transport = create_transport(config.smtp)
-    processor = Processor(None, transport, cfg, config.log, None)
-    rt = Runtime(config, processor)
-    processor.store = rt.store
-    processor.new_task = rt.new_task
     worker_id = worker_identity()
-    processor.worker_id = worker_id
+    rt = Runtime(config, lambda rt: Processor(rt.store, transport, cfg, config.log,
+                                              rt.new_task, worker_id))
     rt.huey.storage.bind_worker(worker_id, queues)
 
     _startup_checks(rt)

@@ -50,11 +50,25 @@ def test_send_at_and_delay_schedule_the_mail(web, redis_client):
 
 def test_idempotency_key_returns_the_same_mail(web, redis_client):
     first = web.post('/api/mails', MAIL, headers={'Idempotency-Key': 'order-42'})[2]
-    again = web.post('/api/mails', {**MAIL, 'text': 'other'},
+    again = web.post('/api/mails', dict(reversed(MAIL.items())),
                      headers={'Idempotency-Key': 'order-42'})
-    assert again[0] == 202 and again[2]['id'] == first['id']
+    assert again[0] == 202 and again[2]['id'] == first['id'] and again[2]['duplicate'] is True
+    assert again[2]['status'] == 'queued'
     by_field = web.post('/api/mails', {**MAIL, 'idempotency_key': 'order-42'})[2]
     assert by_field['id'] == first['id']
+    assert redis_client.llen('mailq:q:mailers') == 1
+
+
+def test_idempotency_key_with_another_request_is_a_409_naming_the_key(web, redis_client):
+    """Stripe's rule: the same key with different parameters is an error, not the
+    earlier mail silently."""
+    first = web.post('/api/mails', MAIL, headers={'Idempotency-Key': 'order-43'})[2]
+    status, _, body = web.post('/api/mails', {**MAIL, 'text': 'other'},
+                               headers={'Idempotency-Key': 'order-43'})
+    assert status == 409 and "'order-43'" in body['error'] and first['id'] in body['error']
+    status, _, body = web.post('/api/mails/batch', {'mails': [
+        {**MAIL, 'to': 'c@example.com'}, {**MAIL, 'subject': 'x', 'idempotency_key': 'order-43'}]})
+    assert status == 409
     assert redis_client.llen('mailq:q:mailers') == 1
 
 

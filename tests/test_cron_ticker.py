@@ -13,7 +13,6 @@ from cron_fixtures.helpers import FIXTURES, Clock, at, cron_ini, tick_job
 from mailq.config import load
 from mailq.cron import definitions, jobs
 from mailq.cron.run import enqueue
-from mailq.cron.state import state_for
 from mailq.cron.ticker import LEASE, CronTicker, run_key
 from mailq.runtime import Runtime
 from support.procs import PYTHON
@@ -27,7 +26,7 @@ def runtime(ini):
 def queued(rt, queue='mailers'):
     """Subjects of the mails waiting in `queue`, oldest first."""
     tasks = rt.redis.lrange(rt.keys.queue(queue), 0, -1)[::-1]
-    return [rt.store.get(json.loads(task)['args'][0])['subject'] for task in tasks]
+    return [rt.store.get(json.loads(task)['args'][0]).fields['subject'] for task in tasks]
 
 
 def history(rt, name):
@@ -61,7 +60,7 @@ def test_fires_once_per_fire_time_and_records_each_run(tmp_path, redis_url, cloc
         ('2030-01-07T08:05:00.000Z', 'ok', 'w1'), ('2030-01-07T08:00:00.000Z', 'ok', 'w1')]
     assert all(len(r['mail_ids']) == 1 and r['error'] is None for r in runs)
     assert runs[0]['enqueued_at'] == '2030-01-07T08:05:00.200Z'   # the injected clock
-    mail = rt.store.get(runs[0]['mail_ids'][0])
+    mail = rt.store.get(runs[0]['mail_ids'][0]).fields
     assert mail['to'] == 'ops@example.com' and mail['queue'] == 'mailers'
 
 
@@ -78,7 +77,7 @@ def test_one_claim_wins_per_fire_time(tmp_path, redis_url):
     replies = []
 
     def claim(i):
-        state = state_for(runtime(rt.config.source))
+        state = runtime(rt.config.source).store.cron
         barrier.wait()
         replies.append(state.claim('tick', fire, fire + 0.1, f't{i}', f'w{i}', 7200))
 
@@ -225,7 +224,7 @@ def test_pause_survives_a_restart_and_resume_does_not_catch_up(tmp_path, redis_u
         restarted.tick(at(f'2030-01-07 {now}'))
     assert len(queued(rt)) == 1
     jobs.resume(rt, 'tick')      # real time: far before the simulated 2030 fire times
-    state_for(rt).redis.hset(state_for(rt).key('tick'), 'since', at('2030-01-07 08:45:00'))
+    rt.redis.hset(rt.keys.cron_job('tick'), 'since', at('2030-01-07 08:45:00'))
     # Another restart after the resume: the paused fire times are not caught up.
     CronTicker(runtime(ini), 'w3').tick(at('2030-01-07 08:50:00.5'))
     assert queued(rt)[1:] == ['tick 2030-01-07T08:50:00+00:00']
@@ -289,7 +288,7 @@ def test_time_zones_and_dst_through_a_ticking_worker(tmp_path, redis_url):
 def test_a_run_claimed_by_a_dead_worker_is_redone_without_a_second_mail(tmp_path, redis_url):
     ini = cron_ini(tmp_path, redis_url, {'tick': tick_job()})
     rt = runtime(ini)
-    state = state_for(rt)
+    state = rt.store.cron
     job = definitions.jobs(rt.config)['tick']
     first, second = int(at('2030-01-07 08:00:00')), int(at('2030-01-07 08:01:00'))
     claimed_at = second + 0.2

@@ -107,8 +107,8 @@ def deliver_next(rt, queue='mailers', outbox=False):
     """What one worker thread does with the next mail of `queue`; returns its id."""
     transport = create_transport(dataclasses.replace(rt.config.smtp, transport='outbox')
                                  if outbox else rt.config.smtp)
-    processor = Processor(rt.store, transport, rt.config.worker, rt.config.log, rt.new_task)
-    processor.worker_id = 'testhost:1:feed01'
+    processor = Processor(rt.store, transport, rt.config.worker, rt.config.log, rt.new_task,
+                          'testhost:1:feed01')
     fetched_queue, task, claim = rt.store.take(processor.worker_id, [queue],
                                                processor.busy_field())
     mail_id = json.loads(task)['args'][0]
@@ -330,7 +330,7 @@ def test_filter_pages_through_more_than_one_chunk(rt):
     assert got == expected
     row = first['rows'][0]
     assert row['subject'] == 'Match 0'
-    assert abs(row['at_ts'] - float(rt.store.get(ids[0])['send_at'])) < 1e-3
+    assert abs(row['at_ts'] - float(rt.store.get(ids[0]).fields['send_at'])) < 1e-3
     assert admin.listing(rt, 'scheduled', page=13, query='match')['rows'] == []
 
 
@@ -413,12 +413,12 @@ def test_dead_retry_gives_a_fresh_budget_and_delivers(browser, rt, smtp_server):
     html = browser.get('/dead')[2]
     assert mail_id in html and 'No such user' in html
     assert browser.form('/dead/retry', {'one': mail_id})[0] == 303
-    record = rt.store.get(mail_id)
+    record = rt.store.get(mail_id).fields
     assert record['status'] == 'queued' and record['attempts'] == '0'
     assert rt.redis.zscore(rt.keys.dead, mail_id) is None
     deliver_next(rt)
     assert smtp_server.wait_for(1) and status_of(rt, mail_id) == 'sent'
-    assert [a['outcome'] for a in rt.store.get(mail_id)['attempt_log']] == ['dead', 'sent']
+    assert [a['outcome'] for a in rt.store.get(mail_id).attempts] == ['dead', 'sent']
 
 
 def test_dead_retry_all_and_delete_all(browser, rt, smtp_server):

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from mailq.config import load
-from mailq.heartbeat import Heartbeat, pid_namespace, reap, redis_time, release_orphans
+from mailq.heartbeat import Heartbeat, pid_namespace, reap, release_orphans
 from mailq.runtime import Runtime
 from mailq import service
 
@@ -130,7 +130,7 @@ def test_heartbeat_reaps_only_after_beating_for_the_timeout(rt, redis_client):
     send(rt)
     take(rt, 'other')
     beat = Heartbeat(rt.store, 'me', {'host': 'h'}, rt.config.worker, on_quiet=None)
-    redis_client.zadd('mailq:workers', {'other': redis_time(redis_client) - 60})
+    redis_client.zadd('mailq:workers', {'other': rt.store.workers.redis_time() - 60})
     beat.tick()
     assert redis_client.llen('mailq:inflight:other') == 1
     beat.beating_since -= rt.config.worker.heartbeat_timeout
@@ -165,9 +165,9 @@ def test_a_mail_interrupted_too_often_goes_dead_not_back(rt, redis_client):
     assert redis_client.hget(f'mailq:m:{mail_id}', 'attempts') == b'0'   # none recorded
     assert take(rt, 'last') is not None
     assert rt.store.requeue_worker('last') == 0
-    record = rt.store.get(mail_id)
+    record = rt.store.get(mail_id).fields
     assert record['status'] == 'dead' and f'{MAX_INTERRUPTIONS} times' in record['last_error']
-    assert record['attempt_log'][-1]['outcome'] == 'dead'
+    assert rt.store.get(mail_id).attempts[-1]['outcome'] == 'dead'
     assert redis_client.zscore('mailq:dead', mail_id) is not None
     assert redis_client.llen('mailq:q:mailers') == 0
     assert admin.act(rt, 'dead', 'retry', [mail_id])['done'] == 1     # a fresh budget

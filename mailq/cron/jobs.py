@@ -35,7 +35,7 @@ from ..errors import NotFound
 from ..service import iso, redis_errors
 from .definitions import jobs
 from .run import run_once
-from .state import HISTORY, state_for
+from ..store.cron import HISTORY
 
 
 def _job(rt, name):
@@ -69,7 +69,7 @@ def _view(job, paused, last_run, now):
 def list_jobs(rt):
     """Every configured job (file order) as a job dict."""
     defined = jobs(rt.config)
-    state = state_for(rt)
+    state = rt.store.cron
     with redis_errors():
         paused = state.paused()
         last = state.last_runs(list(defined))
@@ -84,7 +84,7 @@ def get_job(rt, name):
 
 def _one(rt, name, with_history=False):
     job = _job(rt, name)
-    state = state_for(rt)
+    state = rt.store.cron
     with redis_errors():
         paused = name in state.paused()
         history = state.history(name, HISTORY if with_history else 1)
@@ -101,7 +101,7 @@ def run_now(rt, name):
     now = time.time()
     key = f'cron:{name}:manual:{secrets.token_hex(8)}'
     with redis_errors():
-        run = run_once(rt, state_for(rt), job, now, key, manual=True)
+        run = run_once(rt, rt.store.cron, job, now, key, manual=True)
     return public_run(run)
 
 
@@ -109,7 +109,7 @@ def pause(rt, name):
     """Stop the job's scheduled runs until resumed. Returns the job dict."""
     _job(rt, name)
     with redis_errors():
-        state_for(rt).pause(name)
+        rt.store.cron.pause(name)
     return _one(rt, name)
 
 
@@ -118,5 +118,5 @@ def resume(rt, name):
     are not caught up. Returns the job dict."""
     _job(rt, name)
     with redis_errors():
-        state_for(rt).resume(name, time.time())
+        rt.store.cron.resume(name, time.time())
     return _one(rt, name)

@@ -50,11 +50,12 @@ def callable_mails(rt, job, fired_at, key):
 def enqueue(rt, job, fired_at, key):
     """Enqueue the run's mails; returns what the service accepted."""
     if job.kind == 'template':
-        return [service.send(rt, template_mail(job, fired_at), idempotency_key=key)]
+        return [service.send(rt, template_mail(job, fired_at), idempotency_key=key,
+                         check_request=False)]
     mails = callable_mails(rt, job, fired_at, key)
     if not mails:
         return []
-    return service.send_batch(rt, mails, max_batch=len(mails))
+    return service.send_batch(rt, mails, max_batch=len(mails), check_request=False)
 
 
 def redis_outage(exc):

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from .definitions import jobs
 from .run import redis_outage, run_once
 from .schedule import MAX_FIRE_TIMES
-from .state import state_for
 from .validate import check_runtime
 
 log = logging.getLogger('mailq.cron')
@@ -48,7 +47,7 @@ class CronTicker(threading.Thread):
         self.clock = clock
         self.interval = interval
         self.jobs = jobs(rt.config)
-        self.state = state_for(rt)
+        self.state = rt.store.cron
         self.checked = {}            # job -> time of this ticker's last complete tick
         self.last_recovery = None
         self.stopping = threading.Event()
@@ -175,7 +174,7 @@ class CronTicker(threading.Thread):
                              'found past the catch-up window'})
 
     def _alive(self, worker, now):
-        beat = self.rt.redis.zscore(self.rt.keys.workers, worker)
+        beat = self.rt.store.workers.beat_of(worker)
         return beat is not None and beat >= now - self.rt.config.worker.heartbeat_timeout
 
 

@@ -9,22 +9,29 @@ change is one Lua script, so a crash between two steps cannot lose a mail.
 import datetime
 import json
 import time
-from importlib import resources
+from dataclasses import dataclass
 
-from .keys import Keys  # noqa: F401  (re-exported)
+import redis
+
+from ..errors import Conflict
+
+from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
+                         task_queue)
+from .cron import CronState
+from .record import MailRecord
+from .scripts import Scripts
+from .states import FINAL_STATES, RETRYING, DEAD
+from .stats import Stats
+from .workers import Workers
 
 # Upper bounds (seconds) of the delivery duration histogram that /metrics exposes.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
 # A mail whose worker stopped (killed, crashed, shut down past its timeout) while
 # sending it this many times is dead: it may be what kills the workers.
 MAX_INTERRUPTIONS = 10
-
-
-def _load_script(client, name):
-    source = resources.files('mailq.store').joinpath('scripts', f'{name}.lua').read_text()
-    return client.register_script(source)
+# Stale tasks one fetch may step over before it answers "nothing for now".
+MAX_STALE = 1000
+CHUNK = 1000
 
 
 def delivery_metric_fields(attempt):
@@ -40,6 +47,23 @@ def today(now=None):
     return datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).strftime('%Y-%m-%d')
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What accept.lua answered: a new mail, or the earlier one of its idempotency key."""
+    id: str
+    new: bool
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The mail an idempotency key already names."""
+    id: str
+    status: str
+    queue: str
+    send_at: str
+    request_hash: str
+
+
 class Store:
     """Reads and state changes of mail records. Knows Redis, not SMTP or HTTP."""
 
@@ -49,14 +73,26 @@ class Store:
         self.worker_config = config.worker
         self.limits = config.limits
         self.outbox_max = config.smtp.outbox_max
-        self.scripts = {name: _load_script(client, name) for name in
-                        ('accept', 'take', 'finish', 'due', 'requeue', 'cancel',
-                         'release')}
+        self.scripts = Scripts(client)
+        self.schedule = Schedule(client, keys, self.scripts, keys.schedule)
+        self.retries = Retries(client, keys, self.scripts, keys.retry)
+        self.dead = Dead(client, keys, self.scripts, keys.dead)
+        self.outbox = Outbox(client, keys, self.scripts, keys.outbox)
+        self.workers = Workers(client, keys)
+        self.stats = Stats(client, keys)
+        self.cron = CronState(client, keys, self.scripts)
+
+    def queue(self, name):
+        return Queue(self.redis, self.keys, self.scripts, name)
+
+    def known_queues(self):
+        return list(self.worker_config.queue_names)
 
     # -- accept
 
-    def accept(self, mail, task, pipe=None):
-        """Store `mail` (a compose.Mail) and its first task. Returns the script's reply."""
+    def accept(self, mail, task, request_hash='', pipe=None):
+        """Store `mail` (a compose.Mail) and its first task. Returns an Accepted, or with
+        `pipe` the pending reply, for accepted()."""
         keys = self.keys
         if mail.send_at is not None and mail.send_at > time.time():
             mode, target, score, status = 'schedule', keys.schedule, mail.send_at, 'scheduled'
@@ -64,27 +100,84 @@ class Store:
             mode, target, score, status = 'queue', keys.queue(mail.queue), 0, 'queued'
         idem = keys.idempotency(mail.idempotency_key) if mail.idempotency_key else ''
         fields = mail.record_fields(status=status, task=task)
+        if request_hash:
+            fields['request_hash'] = request_hash
         args = [mail.id, self.limits.idempotency_ttl, mode, score, task]
         for name, value in fields.items():
             args += [name, value]
-        return self.scripts['accept'](
+        reply = self.scripts.accept(
             keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue)], args=args,
             client=pipe or self.redis)
+        return reply if pipe is not None else accepted(reply)
+
+    def accept_all(self, items):
+        """Store every (mail, task, request hash) or none, in one MULTI/EXEC. An
+        idempotency key that names an earlier mail of another request (or two mails of
+        this batch with different requests) raises Conflict before anything is written;
+        the keys are WATCHed, so one written meanwhile makes the check run again."""
+        idem = [self.keys.idempotency(m.idempotency_key) for m, _, _ in items
+                if m.idempotency_key]
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if idem:
+                        pipe.watch(*idem)
+                        self._check_reused_keys(pipe, items)
+                        pipe.multi()
+                    for mail, task, request_hash in items:
+                        self.accept(mail, task, request_hash, pipe=pipe)
+                    return [accepted(reply) for reply in pipe.execute()]
+                except redis.WatchError:
+                    continue
+
+    def _check_reused_keys(self, client, items):
+        seen = {}
+        for mail, _, request_hash in items:
+            key = mail.idempotency_key
+            if key and request_hash and seen.setdefault(key, request_hash) != request_hash:
+                raise reused_key(key, 'another mail of this batch')
+        keys = list(seen)
+        ids = client.mget([self.keys.idempotency(k) for k in keys]) if keys else []
+        for key, mail_id in zip(keys, ids):
+            if mail_id:
+                earlier = self.earlier(mail_id.decode(), client)
+                if earlier.request_hash and earlier.request_hash != seen[key]:
+                    raise reused_key(key, f'mail {earlier.id}')
+
+    def earlier(self, mail_id, client=None):
+        """The Earlier of a mail an idempotency key named (its record may have expired)."""
+        values = (client or self.redis).hmget(self.keys.record(mail_id), 'status', 'queue',
+                                              'send_at', 'request_hash')
+        status, queue, send_at, request_hash = (v.decode() if v else '' for v in values)
+        return Earlier(mail_id, status, queue, send_at, request_hash)
 
     # -- worker side
 
     def take(self, worker_id, queue_order, busy_field, now=None):
-        """Reliable fetch and claim in one script (take.lua): (queue, task, claim) or None,
-        where claim is (sender, recipients, raw message, attempts)."""
+        """Reliable fetch (fetch.lua), then the claim of its mail (claim.lua):
+        (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts).
+        Between the two the task is in the in-flight list, so a crash loses nothing."""
         keys = self.keys
-        reply = self.scripts['take'](
-            keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id)]
-            + [keys.queue(q) for q in queue_order],
-            args=[worker_id, busy_field, now or time.time(), keys.prefix, *queue_order])
-        if not reply:
-            return None
-        queue, task, sender, rcpts, raw, attempts = reply
-        return queue.decode(), task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
+        fetch_keys = [keys.inflight(worker_id), keys.paused, keys.busy(worker_id)] + \
+            [keys.queue(q) for q in queue_order]
+        for _ in range(MAX_STALE):
+            fetched = self.scripts.fetch(keys=fetch_keys, args=[busy_field, *queue_order])
+            if not fetched:
+                return None
+            queue, task = fetched[0].decode(), fetched[1]
+            mail_id = task_mail_id(task) or '-'
+            claim = self.scripts.claim(
+                keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
+                args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
+                      *FINAL_STATES])
+            if claim:
+                sender, rcpts, raw, attempts = claim
+                return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
+        return None
+
+    def wait_for_work(self, queue_order, timeout):
+        """Block up to `timeout` s for a wake token of one of the queues."""
+        self.redis.blpop([self.keys.wake(q) for q in queue_order], timeout=timeout)
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', rcpts='', outbox=False, now=None):
@@ -93,77 +186,91 @@ class Store:
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
-        target, score, keep, trim_count, trim_before = '', 0, 0, 0, 0
-        if outcome == 'retrying':
+        target, score, keep = '', 0, 0
+        if outcome == RETRYING:
             target, score = keys.retry, next_at
-        elif outcome == 'dead':
+        elif outcome == DEAD:
             target, score = keys.dead, now
-            trim_count, trim_before = cfg.dead_max, now - cfg.dead_max_days * 86400
         elif outbox:
-            target, score, trim_count = keys.outbox, now, self.outbox_max
+            target, score = keys.outbox, now
         else:
             keep = cfg.keep_sent_days * 86400
-        return self.scripts['finish'](
+        return self.scripts.finish(
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
                   keys.stat('deliveries'), keys.stat('duration')],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
-                  new_task, keep, trim_count, trim_before, keys.record(''),
-                  *delivery_metric_fields(attempt), rcpts])
+                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts])
 
     def release(self, mail_id, task, queue, worker_id, busy_field):
-        """Give a fetched but unclaimed task back to the front of its queue."""
+        """Give a fetched but unfinished task back to its queue, to be fetched next."""
         keys = self.keys
-        return self.scripts['release'](
+        return self.scripts.release(
             keys=[keys.inflight(worker_id), keys.busy(worker_id), keys.queue(queue),
                   keys.wake(queue), keys.record(mail_id)], args=[task, busy_field])
 
-    def move_due(self, now=None, limit=1000):
-        return self.scripts['due'](keys=[self.keys.schedule, self.keys.retry],
-                                   args=[now or time.time(), self.keys.prefix, limit])
+    def move_due(self, now=None, limit=CHUNK):
+        """Put due scheduled and retrying mails on their queues. Returns how many."""
+        now = now or time.time()
+        moved = 0
+        for due_set in (self.schedule, self.retries):
+            tasks = self.redis.zrangebyscore(due_set.key, '-inf', now, start=0, num=limit)
+            if tasks:
+                keys = [due_set.key]
+                for task in tasks:
+                    queue = task_queue(task) or self.worker_config.default_queue
+                    keys += [self.keys.record(task_mail_id(task) or '-'),
+                             self.keys.queue(queue), self.keys.wake(queue)]
+                moved += self.scripts.due(keys=keys, args=tasks)
+        return moved
+
+    def trim(self, now=None):
+        """Bound the dead set (dead_max, dead_max_days) and the outbox (outbox_max)."""
+        cfg = self.worker_config
+        now = now or time.time()
+        return (self.dead.trim(cfg.dead_max, now - cfg.dead_max_days * 86400)
+                + self.outbox.trim(self.outbox_max))
 
     def requeue_worker(self, worker_id, now=None):
         """Return a stopped or dead worker's in-flight tasks to their queues (a mail
-        interrupted MAX_INTERRUPTIONS times goes dead); the number returned."""
+        interrupted MAX_INTERRUPTIONS times goes dead), then forget the worker.
+        Returns the number requeued."""
         keys = self.keys
-        return self.scripts['requeue'](
-            keys=[keys.inflight(worker_id), keys.busy(worker_id), keys.worker(worker_id),
-                  keys.workers, keys.dead],
-            args=[worker_id, keys.prefix, MAX_INTERRUPTIONS, now or time.time()])
+        count = 0
+        while True:
+            tasks = self.redis.lrange(keys.inflight(worker_id), 0, CHUNK - 1)
+            script_keys = [keys.inflight(worker_id), keys.busy(worker_id),
+                           keys.worker(worker_id), keys.workers, keys.dead]
+            args = [worker_id, MAX_INTERRUPTIONS, now or time.time()]
+            for task in tasks:
+                mail_id = task_mail_id(task) or '-'
+                queue = task_queue(task) or self.worker_config.default_queue
+                script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
+                                keys.wake(queue)]
+                args += [task, mail_id]
+            requeued, left = self.scripts.requeue(keys=script_keys, args=args)
+            count += requeued
+            if not left or not tasks:
+                return count
 
-    # -- reads and admin
+    # -- reads
 
     def get(self, mail_id, with_raw=False):
-        """The record as a dict of str values plus its attempts, or None."""
+        """The MailRecord of `mail_id`, or None."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.record(mail_id))
         pipe.lrange(self.keys.log(mail_id), 0, -1)
         record, log = pipe.execute()
-        if not record:
-            return None
-        raw = record.pop(b'raw', b'')
-        mail = {k.decode(): v.decode() for k, v in record.items()}
-        mail['attempt_log'] = [json.loads(entry) for entry in log]
-        if with_raw:
-            mail['raw'] = raw
-        return mail
+        return MailRecord.from_redis(record, log, with_raw)
 
-    def cancel(self, mail_id, now=None):
-        keys = self.keys
-        reply = self.scripts['cancel'](
-            keys=[keys.record(mail_id), keys.schedule, keys.retry, keys.dead],
-            args=[now or time.time(), keys.prefix, self.worker_config.keep_sent_days * 86400])
-        return reply.decode() if isinstance(reply, bytes) else reply
+    def status(self, mail_id):
+        value = self.redis.hget(self.keys.record(mail_id), 'status')
+        return value.decode() if value is not None else None
 
-    def queue_sizes(self, names):
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(self.keys.queue(name))
-        return dict(zip(names, pipe.execute()))
-
-    def known_queues(self):
-        return list(self.worker_config.queue_names)
+    def raw(self, mail_id):
+        """The message as it is sent, or None."""
+        return self.redis.hget(self.keys.record(mail_id), 'raw')
 
     def counts(self):
         """Totals for the summary bar and /api/stats, in two round trips."""
@@ -179,14 +286,87 @@ class Store:
         for name in queues:
             pipe.llen(keys.queue(name))
         processed, failed, scheduled, retrying, dead, workers, *sizes = pipe.execute()
-        busy = 0
-        if workers:
-            pipe = self.redis.pipeline(transaction=False)
-            for wid in workers:
-                pipe.hlen(keys.busy(wid.decode()))
-            busy = sum(pipe.execute())
+        busy = self.workers.busy_count([w.decode() for w in workers])
         return {
             'processed': int(processed or 0), 'failed': int(failed or 0),
             'enqueued': sum(sizes), 'scheduled': scheduled, 'retrying': retrying,
             'dead': dead, 'busy': busy, 'queues': dict(zip(queues, sizes)),
         }
+
+    def queue_latencies(self, names, now=None):
+        """{queue: (size, latency seconds)}: the one reading behind the Queues tab and
+        /metrics."""
+        return latencies(self.redis, self.keys, names, now or time.time())
+
+    def paused_queues(self):
+        return {name.decode() for name in self.redis.smembers(self.keys.paused)}
+
+    def set_paused(self, name, paused):
+        (self.redis.sadd if paused else self.redis.srem)(self.keys.paused, name)
+
+    def server_info(self, section=None):
+        """Redis's INFO (of one section), for the Redis box and /healthz."""
+        return self.redis.info(section) if section else self.redis.info()
+
+    # -- state changes by hand (dashboard and admin API)
+
+    def cancel(self, mail_id, now=None):
+        """'ok', 'missing', or the status that forbids cancelling."""
+        keys = self.keys
+        for _ in range(10):
+            queue = (self.redis.hget(keys.record(mail_id), 'queue') or b'').decode()
+            reply = self.scripts.cancel(
+                keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
+                      keys.schedule, keys.retry, keys.dead, keys.outbox],
+                args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
+                      mail_id, queue]).decode()
+            if reply != 'moved':
+                return reply
+        return 'moved'
+
+    def _queues_of(self, ids):
+        pipe = self.redis.pipeline(transaction=False)
+        for mail_id in ids:
+            pipe.hget(self.keys.record(mail_id), 'queue')
+        return [(q or b'').decode() for q in pipe.execute()]
+
+    def erase(self, status, ids):
+        """Delete mails still in `status` for good. Returns the ids erased."""
+        keys = self.keys
+        script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox]
+        args = [status]
+        for mail_id, queue in zip(ids, self._queues_of(ids)):
+            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue)]
+            args += [mail_id, queue]
+        return [i.decode() for i in self.scripts.admin_delete(keys=script_keys, args=args)]
+
+    def kill(self, ids, now=None):
+        """Move retrying mails to dead now. Returns the ids killed."""
+        now = now or time.time()
+        keys = [self.keys.retry, self.keys.dead] + [self.keys.record(i) for i in ids]
+        killed = [i.decode() for i in self.scripts.admin_kill(keys=keys, args=[now, *ids])]
+        self.trim(now)
+        return killed
+
+    def enqueue_now(self, status, ids, new_task, now=None):
+        """Put mails still in `status` on their queue with a fresh task from
+        `new_task(mail_id, queue)`. Returns the ids moved."""
+        keys = self.keys
+        script_keys = [keys.schedule, keys.retry, keys.dead]
+        args = [status, now or time.time()]
+        for mail_id, queue in zip(ids, self._queues_of(ids)):
+            if queue:
+                script_keys += [keys.record(mail_id), keys.queue(queue), keys.wake(queue)]
+                args += [mail_id, queue, new_task(mail_id, queue)]
+        return [i.decode() for i in self.scripts.admin_enqueue(keys=script_keys, args=args)]
+
+
+def reused_key(key, used_by):
+    return Conflict(f'idempotency key {key!r} was already used for {used_by} with a '
+                    f'different request')
+
+
+def accepted(reply):
+    """The Accepted of an accept.lua reply."""
+    return Accepted(reply[1].decode() if isinstance(reply[1], bytes) else reply[1],
+                    int(reply[0]) == 1)

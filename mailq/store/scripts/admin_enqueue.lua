@@ -1,17 +1,19 @@
 -- Put mails on their queue now (Send now, Retry now, Retry): each mail still in the
--- expected state leaves the schedule, retry or dead set and its fresh task joins its
--- queue, with a wake token; queued_at feeds the queue's latency. A dead mail gets a
--- fresh retry budget (attempts and interruptions 0; its attempt log stays).
+-- expected state (and queue) leaves the schedule, retry or dead set and its fresh task
+-- joins its queue; queued_at feeds the queue's latency. A dead mail gets a fresh retry
+-- budget (attempts and interruptions 0; its attempt log stays).
 -- Returns the ids moved; the others changed state meanwhile.
--- KEYS: schedule zset, retry zset, dead zset
--- ARGV: key prefix, expected status ('scheduled'|'retrying'|'dead'), now, mail id, new task, ...
+-- KEYS: schedule, retry, dead, then record, queue and wake list of each mail
+-- ARGV: expected status ('scheduled'|'retrying'|'dead'), now,
+--       then mail id, queue name (as read) and new task of each mail
 local moved = {}
-local expected = ARGV[2]
-for i = 4, #ARGV, 2 do
-  local id, task = ARGV[i], ARGV[i + 1]
-  local record = ARGV[1] .. 'm:' .. id
+local expected = ARGV[1]
+for i = 3, #ARGV, 3 do
+  local id, queue_name, task = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local k = 3 + (i - 3)
+  local record, queue, wake = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local f = redis.call('HMGET', record, 'status', 'task', 'queue')
-  if f[1] == expected then
+  if f[1] == expected and f[3] == queue_name then
     if expected == 'scheduled' then
       redis.call('ZREM', KEYS[1], f[2])
     elseif expected == 'retrying' then
@@ -21,12 +23,9 @@ for i = 4, #ARGV, 2 do
       redis.call('HSET', record, 'attempts', 0)
       redis.call('HDEL', record, 'interrupted')
     end
-    redis.call('HSET', record, 'status', 'queued', 'task', task, 'queued_at', ARGV[3])
+    redis.call('HSET', record, 'status', 'queued', 'task', task, 'queued_at', ARGV[2])
     redis.call('HDEL', record, 'next_at')
-    local wake = ARGV[1] .. 'wake:' .. f[3]
-    redis.call('LPUSH', ARGV[1] .. 'q:' .. f[3], task)
-    redis.call('LPUSH', wake, '1')
-    redis.call('LTRIM', wake, 0, 99)
+    push_task(queue, wake, task, false)
     table.insert(moved, id)
   end
 end

@@ -1,22 +1,15 @@
--- Move due tasks from the schedule and retry sets onto their queues, in one step,
--- so a crash between "pop from schedule" and "push to queue" cannot drop a mail.
--- KEYS: schedule zset, retry zset
--- ARGV: now, key prefix, max tasks per call
+-- Move due tasks from the schedule or retry set onto their queues, in one step, so a
+-- crash between "take from the set" and "push to the queue" cannot drop a mail.
+-- Tasks whose mail has moved on (re-planned, cancelled) just leave the set.
+-- KEYS: schedule or retry zset, then record, queue and wake list of each task
+-- ARGV: tasks (in the order of their KEYS)
 local moved = 0
-for k = 1, 2 do
-  local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-  for _, task in ipairs(due) do
-    redis.call('ZREM', KEYS[k], task)
-    local msg = cjson.decode(task)
-    local record = ARGV[2] .. 'm:' .. msg.args[1]
-    local f = redis.call('HMGET', record, 'queue', 'task')
-    if f[1] and f[2] == task then
-      redis.call('HSET', record, 'status', 'queued')
-      redis.call('LPUSH', ARGV[2] .. 'q:' .. f[1], task)
-      redis.call('LPUSH', ARGV[2] .. 'wake:' .. f[1], '1')
-      redis.call('LTRIM', ARGV[2] .. 'wake:' .. f[1], 0, 99)
-      moved = moved + 1
-    end
+for i, task in ipairs(ARGV) do
+  local record, queue, wake = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  if redis.call('ZREM', KEYS[1], task) == 1 and redis.call('HGET', record, 'task') == task then
+    redis.call('HSET', record, 'status', 'queued')
+    push_task(queue, wake, task, false)
+    moved = moved + 1
   end
 end
 return moved

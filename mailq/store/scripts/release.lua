@@ -1,5 +1,6 @@
--- Give a fetched task back to the front of its queue (used when its claim could not
--- be confirmed). Does nothing if the task is no longer in this worker's in-flight list.
+-- Give a fetched task back to the back of its queue, to be fetched next (used when
+-- its thread no longer holds it). Does nothing if the task is no longer in this
+-- worker's in-flight list.
 -- KEYS: in-flight list, busy hash, queue list, wake list, record
 -- ARGV: task, busy field
 redis.call('HDEL', KEYS[2], ARGV[2])
@@ -10,7 +11,5 @@ if f[2] == 'sending' then   -- claimed, never sent: the claim's attempt does not
   redis.call('HSET', KEYS[5], 'status', 'queued')
   redis.call('HINCRBY', KEYS[5], 'attempts', -1)
 end
-redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, 99)
+push_task(KEYS[3], KEYS[4], ARGV[1], true)
 return 1

@@ -1,0 +1,92 @@
+"""A mail record as the API, the dashboard and the CLI show it: one conversion.
+
+A record is the hash `<prefix>:m:<id>` (fields written by compose.Mail.record_fields
+and the scripts) plus its attempt log. Values are UTF-8; they are decoded with
+'replace' everywhere, so one odd byte never turns a page into an error.
+"""
+import datetime
+import json
+from dataclasses import dataclass
+
+from .states import RETRYING
+
+# The fields a list row needs (one HMGET per row).
+ROW_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'attempts',
+              'created_at', 'send_at', 'next_at', 'finished_at', 'sent_at', 'attachments',
+              'from')
+
+
+def iso(ts):
+    """ISO 8601 UTC with milliseconds of a Unix time (None for none)."""
+    if ts in (None, '', b''):
+        return None
+    return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).isoformat(
+        timespec='milliseconds').replace('+00:00', 'Z')
+
+
+def decode(value):
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value
+
+
+def decode_fields(names, values):
+    """{name: str} of an HMGET reply, without the fields the record lacks."""
+    return {name: decode(value) for name, value in zip(names, values) if value is not None}
+
+
+@dataclass(frozen=True)
+class MailRecord:
+    fields: dict          # str -> str, without 'raw'
+    attempts: list        # attempt log entries, oldest first
+    raw: bytes            # the message as sent ('' unless asked for)
+
+    @classmethod
+    def from_redis(cls, record, log, with_raw=False):
+        """From HGETALL and LRANGE replies; None when the record does not exist."""
+        if not record:
+            return None
+        raw = record.pop(b'raw', b'')
+        fields = {decode(k): decode(v) for k, v in record.items()}
+        return cls(fields, [json.loads(entry) for entry in log], raw if with_raw else b'')
+
+    @property
+    def status(self):
+        return self.fields.get('status')
+
+    @property
+    def envelope(self):
+        return {'from': self.fields.get('from'),
+                'rcpts': json.loads(self.fields.get('rcpts') or '[]')}
+
+    def view(self):
+        """GET /api/mails/<id>: the record with times as ISO 8601 and its history."""
+        f = self.fields
+        return {
+            'id': f.get('id'), 'status': f.get('status'), 'queue': f.get('queue'),
+            'attempts': int(f.get('attempts') or 0), 'created_at': iso(f.get('created_at')),
+            'send_at': iso(f.get('send_at')), 'sent_at': iso(f.get('sent_at')),
+            'next_attempt_at': iso(f.get('next_at')) if f.get('status') == RETRYING else None,
+            'message_id': f.get('message_id'), 'last_error': f.get('last_error') or None,
+            'from': f.get('from'), 'to': f.get('to'), 'subject': f.get('subject'),
+            'template': f.get('template') or None,
+            'history': [attempt_view(a) for a in self.attempts],
+        }
+
+
+def attempt_view(attempt):
+    return {'at': iso(attempt.get('at')), 'worker': attempt.get('worker'),
+            'outcome': attempt.get('outcome'), 'code': attempt.get('code') or None,
+            'reply': attempt.get('reply'), 'duration': attempt.get('duration'),
+            'refused': attempt.get('refused', {})}
+
+
+def row(mail_id, fields, score, stale):
+    """A list row (dashboard lists and /api/<list>) of the ROW_FIELDS of a record."""
+    f = fields
+    return {
+        'id': mail_id, 'status': f.get('status', 'gone'), 'queue': f.get('queue'),
+        'from': f.get('from'), 'to': f.get('to'), 'subject': f.get('subject'),
+        'last_error': f.get('last_error') or None, 'attempts': int(f.get('attempts') or 0),
+        'attachments': int(f.get('attachments') or 0), 'at': iso(score),
+        'at_ts': score, 'created_at': iso(f.get('created_at')),
+        'finished_at': iso(f.get('finished_at')), 'stale': stale,
+    }
