@@ -1,0 +1,199 @@
+"""The data layer (mailq/store/): key names, the states table, and that every Lua
+script touches only the keys it is given in KEYS."""
+import re
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from mailq import admin, service
+from mailq.config import load
+from mailq.runtime import Runtime
+from mailq.store import scripts as store_scripts
+from mailq.store import states
+from mailq.store.containers import task_mail_id
+from mailq.store.keys import Keys
+
+MAILQ = Path(__file__).resolve().parent.parent / 'mailq'
+
+# Every redis.call of a script goes through this check in the tests below: a key
+# that did not come in through KEYS is an error raised inside Redis.
+CHECKED_CALL = '''
+local declared = {}
+for _, k in ipairs(KEYS) do declared[k] = true end
+local function checked_call(cmd, ...)
+  local args = {...}
+  local upper = string.upper(cmd)
+  local positions = {1}
+  if upper == 'DEL' then
+    positions = {}
+    for i = 1, #args do positions[i] = i end
+  elseif upper == 'LMOVE' then
+    positions = {1, 2}
+  end
+  for _, p in ipairs(positions) do
+    if args[p] ~= nil and not declared[args[p]] then
+      error('undeclared key ' .. tostring(args[p]) .. ' in ' .. upper)
+    end
+  end
+  return redis.call(cmd, ...)
+end
+'''
+
+
+SOURCE = store_scripts.source
+
+
+def checked_source(name):
+    """A script's source with every redis.call checked against its KEYS."""
+    text = SOURCE(name)
+    return CHECKED_CALL + text.replace('redis.call(', 'checked_call(')
+
+
+@pytest.fixture
+def checked_rt(mailq_ini, monkeypatch):
+    """A Runtime whose scripts are checked, and which notes each script it runs."""
+    monkeypatch.setattr(store_scripts, 'source', checked_source)
+    rt = Runtime(load(str(mailq_ini), environ={}))
+    rt.scripts_run = set()
+    for name in store_scripts.NAMES:
+        setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
+                                                getattr(rt.store.scripts, name)))
+    return rt
+
+
+def _noting(seen, name, script):
+    def run(*args, **kwargs):
+        seen.add(name)
+        return script(*args, **kwargs)
+    return run
+
+
+def send(rt, **extra):
+    return service.send(rt, {'to': 'ann@example.com', 'subject': 's', 'text': 't', **extra})['id']
+
+
+def finish(rt, mail_id, task, worker, outcome, **kw):
+    attempt = {'at': time.time(), 'worker': worker, 'outcome': outcome, 'code': 250,
+               'reply': 'ok', 'duration': 0.01}
+    return rt.store.finish(mail_id, task, worker, 't1', outcome, attempt, **kw)
+
+
+def test_the_checker_catches_a_key_that_is_not_in_keys(redis_client):
+    """The control for the test below: the same wrapping refuses an undeclared key."""
+    script = redis_client.register_script(CHECKED_CALL.replace('redis.call(', 'checked_call(')
+                                          + "return checked_call('GET', 'mailq:elsewhere')")
+    with pytest.raises(redis.ResponseError, match='undeclared key mailq:elsewhere'):
+        script(keys=['mailq:declared'])
+    ok = redis_client.register_script(CHECKED_CALL + "return checked_call('GET', KEYS[1])")
+    assert ok(keys=['mailq:declared']) is None
+
+
+def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
+    """Drive every script through the store's own calls, each checked key by key."""
+    rt, store = checked_rt, checked_rt.store
+    worker = 'host:1:abc'
+    # accept (queue, schedule, idempotency), fetch + claim, finish as sent / retrying / dead
+    sent = send(rt, idempotency_key='k1')
+    assert send(rt, idempotency_key='k1') == sent
+    later = send(rt, delay=3600)
+    queue, task, claim = store.take(worker, ['mailers', 'default'], 't1')
+    assert finish(rt, sent, task, worker, 'sent') == 1
+    retried = send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    assert finish(rt, retried, task, worker, 'retrying', next_at=time.time() - 1,
+                  new_task=rt.new_task(retried, 'mailers')) == 1
+    assert store.move_due() == 1                                     # due.lua
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    assert finish(rt, retried, task, worker, 'dead') == 1
+    # release and requeue of in-flight tasks, a stale task dropped by claim
+    released = send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    assert store.release(released, task, 'mailers', worker, 't1') == 1
+    store.take(worker, ['mailers'], 't1')
+    assert store.requeue_worker(worker) == 1
+    cancelled = send(rt)
+    assert service.cancel(rt, cancelled)['status'] == 'cancelled'   # cancel.lua
+    # the dashboard's actions and lists, and trimming
+    assert admin.act(rt, 'scheduled', 'enqueue', [later])['done'] == 1
+    assert admin.act(rt, 'dead', 'retry', everything=True)['done'] == 1
+    assert admin.listing(rt, 'queue', query='ann', queue='mailers')['total'] >= 1
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    killed = task_mail_id(task)
+    assert finish(rt, killed, task, worker, 'retrying', next_at=time.time() + 60,
+                  new_task=rt.new_task(killed, 'mailers')) == 1
+    assert admin.act(rt, 'retrying', 'kill', [killed])['done'] == 1   # admin_kill + trim
+    assert admin.act(rt, 'dead', 'delete', [killed])['done'] == 1     # admin_delete
+    assert admin.clear_queue(rt, 'mailers')['deleted'] >= 1           # admin_clear
+    outboxed = send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    assert finish(rt, outboxed, task, worker, 'sent', outbox=True) == 1
+    assert store.outbox.trim(0) == 1                                  # trim.lua
+    assert store.get(outboxed) is None
+    # cron's scripts
+    cron = store.cron
+    assert cron.claim('job', 100, 101, 'tok', worker, 3600) == 'ok'
+    assert cron.reclaim('job', 100, cron.pending('job')[100][0], 'tok2', worker, 102)
+    assert cron.finish('job', 100, 'tok2', {'outcome': 'ok'})
+    assert cron.skip(cron.cursor('job', 103), 'job', '103', {'outcome': 'skipped'})
+    cron.pause('job')
+    cron.resume('job', 104)
+    assert cron.history('job')[0]['outcome'] == 'skipped'
+    assert rt.scripts_run == set(store_scripts.NAMES)
+
+
+def test_key_names_are_those_of_the_previous_release():
+    """Upgrades keep every key where the last release wrote it."""
+    keys = Keys('mailq')
+    assert [keys.record('a'), keys.log('a'), keys.queue('q'), keys.wake('q'),
+            keys.idempotency('k'), keys.inflight('w'), keys.busy('w'), keys.worker('w'),
+            keys.commands('w'), keys.stat('processed'), keys.stat('failed', '2026-12-01'),
+            keys.schedule, keys.retry, keys.dead, keys.outbox, keys.workers, keys.paused,
+            keys.cron_job('j'), keys.cron_fired('j'), keys.cron_pending('j'),
+            keys.cron_runs('j'), keys.cron_paused] == [
+        'mailq:m:a', 'mailq:m:a:log', 'mailq:q:q', 'mailq:wake:q', 'mailq:idem:k',
+        'mailq:inflight:w', 'mailq:busy:w', 'mailq:w:w', 'mailq:cmd:w',
+        'mailq:stat:processed', 'mailq:stat:failed:2026-12-01', 'mailq:schedule',
+        'mailq:retry', 'mailq:dead', 'mailq:outbox', 'mailq:workers', 'mailq:paused',
+        'mailq:cron:j', 'mailq:cron:j:fired', 'mailq:cron:j:pending', 'mailq:cron:j:runs',
+        'mailq:cron:paused']
+
+
+def test_the_states_table_is_whole():
+    assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
+                                  'dead', 'cancelled'}
+    assert set(states.FINAL_STATES) == {'sent', 'dead', 'cancelled'}
+    for state in states.TABLE.values():
+        assert set(state.actions) <= set(states.ACTIONS)
+    assert states.actions_for('sending') == ()
+    assert states.actions_for('no such state') == ('delete',)
+    for kind in (*states.LISTS.values(), states.QUEUE_LIST):
+        assert kind.actions == states.TABLE[kind.state].actions
+    assert re.fullmatch(states.route_pattern(states.ACTIONS), 'kill')
+
+
+def test_the_lua_scripts_name_no_key_themselves():
+    """Key names are built in keys.py only: no script spells a part of one."""
+    folder = MAILQ / 'store' / 'scripts'
+    for path in folder.glob('*.lua'):
+        text = path.read_text()
+        for part in ("'m:'", "'q:'", "'wake:'", "':log'", "'cron:'", "'inflight:'"):
+            assert part not in text, f'{path.name} builds a key name with {part}'
+        assert 'ARGV[1] ..' not in text and 'prefix ..' not in text, path.name
+
+
+def test_outside_the_store_no_module_talks_to_redis_itself():
+    """The store package owns the data model; redisconn.py owns connections. Everyone
+    else may hold a client (to pass it on) but sends no command through it."""
+    allowed = {MAILQ / 'redisconn.py', MAILQ / 'runtime.py'}
+    offenders = []
+    for path in MAILQ.rglob('*.py'):
+        if 'store' in path.relative_to(MAILQ).parts or path in allowed:
+            continue
+        text = path.read_text()
+        for pattern in (r'\.redis\.\w+\(', r'\.pipeline\('):
+            for match in re.finditer(pattern, text):
+                line = text.count('\n', 0, match.start()) + 1
+                offenders.append(f'{path.relative_to(MAILQ)}:{line}: {match.group(0)}')
+    assert offenders == []
