@@ -358,7 +358,12 @@ def _run(tmp_path, old, redis_server, r, old_smtp, new_smtp, procs):
         assert after[key] == before[key], key   # history and state kept as they were
     # The retried mail keeps its old 4xx attempt and adds the new 2xx one.
     assert [a['code'] for a in after['retrying']['history']] == [451, 250]
-    assert after['sending']['history'][-1]['outcome'] == 'sent'
+    # The killed attempt was never recorded (no outcome): it used up no attempt, and the
+    # one recorded attempt is the new worker's.
+    assert [a['outcome'] for a in after['sending']['history']] == ['sent']
+    assert after['sending']['attempts'] == 1
+    old_workers = {a['worker'] for m in before.values() for a in m['history']}
+    assert after['sending']['history'][0]['worker'] not in old_workers
     assert [row['id'] for row in web.get('/api/outbox')['rows']] == [ids['outbox']]
     assert web.get('/api/cron/report')['last_run'] == old_cron['last_run']
     cron_cli = subprocess.run([PYTHON, str(REPO_ROOT / 'mailq.py'), 'cron', '--json',
