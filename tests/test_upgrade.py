@@ -187,6 +187,7 @@ def test_redis_written_by_the_last_release_keeps_working(tmp_path):
     imported = old.python('import mailq, mailq.cli; print(mailq.__file__)').strip()
     assert Path(imported).resolve() == (old.root / 'mailq' / '__init__.py').resolve(), imported
     assert not Path(imported).resolve().is_relative_to(REPO_ROOT.resolve())
+    assert (old.root / 'mailq' / 'store.py').is_file()    # the layout before the refactor
 
     redis_dir = tmp_path / 'redis'
     redis_dir.mkdir()
@@ -222,6 +223,8 @@ def _run(tmp_path, old, redis_server, r, old_smtp, new_smtp, procs):
     web_proc = old.start('web', '-c', old_ini, '--port', port)
     procs.append(web_proc)
     web = Web(web_proc, port)
+    # the running old web: started in the old tree (so `mailq.py` there is sys.path[0])
+    assert Path(os.readlink(f'/proc/{web_proc.pid}/cwd')).resolve() == old.root.resolve()
 
     def send(to, **fields):
         headers = fields.pop('headers', None)
