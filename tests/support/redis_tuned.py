@@ -18,11 +18,10 @@ class TunedRedisServer(RedisServer):
 
     def start(self, timeout=10, wait=True):
         args = [REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1',
-                '--dir', self.dir, '--dbfilename', 'dump.rdb', '--save', '',
+                '--dir', self.dir, '--dbfilename', 'dump.rdb' if self.rdb else 'none.rdb',
+                '--save', '',
                 '--appendonly', 'yes' if self.appendonly else 'no',
                 '--logfile', os.path.join(self.dir, 'redis.log'), *self.extra]
-        if not self.rdb:
-            args += ['--dbfilename', 'none.rdb']
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         if wait:
