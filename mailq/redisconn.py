@@ -92,8 +92,14 @@ def is_outage(exc):
         return True
     if not isinstance(exc, redis.ResponseError):
         return False
-    code = getattr(exc, 'status_code', None) or str(exc).split(' ', 1)[0]
-    return code in OUTAGE_CODES
+    return _reply_code(exc) in OUTAGE_CODES
+
+
+def _reply_code(exc):
+    """The error code of a Redis reply ('BUSY', 'OOM'...); a pipeline's errors carry it
+    after redis-py's "Command # n (...) of pipeline caused error: "."""
+    text = str(exc).rpartition('of pipeline caused error: ')[2]
+    return getattr(exc, 'status_code', None) or text.split(' ', 1)[0]
 
 
 def outage_text(exc):
