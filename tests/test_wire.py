@@ -64,7 +64,8 @@ def deliver(wire_setup, mail):
     assert status == 202, body
     record = wait_status(web, body['id'], 'sent')
     mail_from, raw = server.wait_messages(1)[-1]
-    return record, mail_from_line(mail_from), email.message_from_bytes(raw, policy=email.policy.default), raw
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return record, mail_from_line(mail_from), msg, raw
 
 
 def mail_from_line(line):
