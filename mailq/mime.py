@@ -5,6 +5,7 @@ compose.py has already refused NUL and every line break (all that str.splitlines
 not only CR and LF) in every header value. Here non-ASCII
 header text becomes RFC 2047 encoded words, long header lines are folded, and a body
 is 7bit when it is ASCII with short lines, else quoted-printable; lines end in CRLF.
+The message is 7-bit throughout, so it never needs 8BITMIME (RFC 6152).
 """
 import binascii
 import secrets
@@ -12,11 +13,13 @@ from email.header import Header
 
 MAX_LINE = 78
 CRLF = '\r\n'
+# Unstructured text that must read back as given, even when it looks like an encoded word.
+TEXT_HEADERS = frozenset({'Subject'})
 
 
 def build(headers, text=None, html=None):
     """The message bytes. `headers`: [(name, value)] in order, address headers formatted."""
-    head = ''.join(header_line(name, value) for name, value in headers)
+    head = _head_text(headers)
     parts = [('plain', text)] if text is not None else []
     if html is not None:
         parts.append(('html', html))
@@ -30,6 +33,33 @@ def build(headers, text=None, html=None):
         out.append(f'{"" if i == 0 else CRLF}--{boundary}\r\n'.encode('ascii') + body)
     out.append(f'\r\n--{boundary}--\r\n'.encode('ascii'))
     return b''.join(out)
+
+
+def head(headers):
+    """The header fields as bytes, encoded as build() does (compose.py's attachment path)."""
+    return _head_text(headers).encode('ascii')
+
+
+def _head_text(headers):
+    return ''.join(text_line(name, value) if name in TEXT_HEADERS else header_line(name, value)
+                   for name, value in headers)
+
+
+def text_line(name, value):
+    """An unstructured text field. Text containing "=?" is encoded as a whole, or a
+    reader would decode a literal "=?utf-8?q?x?=" in it (RFC 2047 6.1)."""
+    if '=?' not in value:
+        return header_line(name, value)
+    encoded = Header(value, 'utf-8', header_name=name).encode(linesep='\r\n')
+    return f'{name}: {encoded}\r\n'
+
+
+def text_encoding(content):
+    """7bit for ASCII with short lines, else quoted-printable: never 8bit."""
+    if content.isascii() and max(map(len, content.encode('ascii').splitlines() or [b''])) \
+            <= MAX_LINE:
+        return '7bit'
+    return 'quoted-printable'
 
 
 def header_line(name, value):

@@ -3,8 +3,13 @@
 Every transport returns a `Delivery`; it never raises for a failed delivery.
 The SMTP transport keeps one session per worker thread and reuses it (RSET is
 not needed after a completed transaction); any error closes it, and the next
-mail opens a new one.
+mail opens a new one. A registry of all threads' sessions lets the graceful stop
+end each one with QUIT (RFC 5321 4.1.1.10).
 """
+import base64
+import email
+import email.generator
+import io
 import logging
 import re
 import smtplib
@@ -86,12 +91,57 @@ class ConsoleTransport:
         pass
 
 
+class _Sessions:
+    """The open sessions of all threads: idle ones (which close_all() may QUIT) and
+    busy ones (mid-transaction: their own thread QUITs them once done)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle, self._busy = set(), set()
+        self.closing = False
+
+    def add_busy(self, conn):
+        with self._lock:
+            self._busy.add(conn)
+
+    def checkout(self, conn):
+        """Mark an idle session busy; False if close_all() has taken it."""
+        with self._lock:
+            if conn not in self._idle:
+                return False
+            self._idle.discard(conn)
+            self._busy.add(conn)
+            return True
+
+    def checkin(self, conn):
+        """Back to idle after a transaction; False once the stop has begun."""
+        with self._lock:
+            self._busy.discard(conn)
+            if self.closing:
+                return False
+            self._idle.add(conn)
+            return True
+
+    def forget(self, conn):
+        with self._lock:
+            self._idle.discard(conn)
+            self._busy.discard(conn)
+
+    def take_idle(self):
+        """Start the stop: no session goes back to idle; returns the idle ones."""
+        with self._lock:
+            self.closing = True
+            idle, self._idle = list(self._idle), set()
+            return idle
+
+
 class SMTPTransport:
     keeps_mail = False
 
     def __init__(self, cfg):
         self.cfg = cfg
         self._local = threading.local()
+        self._sessions = _Sessions()
         self.tls_context = ssl.create_default_context(
             cafile=str(cfg.ca_file) if cfg.ca_file else None)
         if not cfg.verify:
@@ -114,18 +164,26 @@ class SMTPTransport:
             delivery = _transaction(conn, sender, recipients, raw)
         except smtplib.SMTPResponseException as exc:
             delivery = _from_reply(exc.smtp_code, exc.smtp_error)
-            self.close()
         except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            return Delivery(ok=False, transient=True, reply=_describe(exc))
-        if not delivery.ok:
-            self.close()   # the session may be in any state after a failure
-        else:
-            self._local.last_used = time.monotonic()
+            delivery = Delivery(ok=False, transient=True, reply=_describe(exc))
+        self._release(conn, healthy=delivery.ok)
         return delivery
 
+    def _release(self, conn, healthy):
+        """Keep a healthy session for the next mail, unless the stop has begun (then
+        QUIT it); close any other: it may be in any state after a failure."""
+        if healthy and self._sessions.checkin(conn):
+            self._local.last_used = time.monotonic()
+            return
+        self._local.conn = None
+        self._sessions.forget(conn)
+        _quietly_close(conn, polite=healthy)
+
     def _connection(self):
+        """This thread's session, checked out (busy), or a new one."""
         conn = getattr(self._local, 'conn', None)
+        if conn is not None and not self._sessions.checkout(conn):
+            conn = self._local.conn = None          # close_all() has QUIT it
         if conn is not None and time.monotonic() - self._local.last_used > IDLE_CHECK_AFTER:
             try:
                 if conn.noop()[0] != 250:
@@ -135,6 +193,7 @@ class SMTPTransport:
                 conn = None
         if conn is None:
             conn = self._open()
+            self._sessions.add_busy(conn)
             self._local.conn, self._local.last_used = conn, time.monotonic()
         return conn
 
@@ -165,18 +224,25 @@ class SMTPTransport:
                         transient=transient)
 
     def close(self, polite=False):
-        """Drop this thread's session; QUIT only when it is known to be healthy."""
+        """close(): drop this thread's session (after an error, so no QUIT).
+        close(polite=True), the graceful stop (from any thread): QUIT every idle
+        session; a busy one is QUIT by its own thread when its transaction ends."""
         conn = getattr(self._local, 'conn', None)
         self._local.conn = None
         if conn is not None:
+            self._sessions.forget(conn)
             _quietly_close(conn, polite)
+        if polite:
+            for idle in self._sessions.take_idle():
+                _quietly_close(idle, polite=True)
 
 
 def _transaction(conn, sender, recipients, raw):
     """smtplib.sendmail, step by step, so we keep the final reply and per-recipient refusals."""
+    raw, options = _body_type(conn, raw)
     if conn.has_extn('pipelining') and _plain(sender) and all(map(_plain, recipients)):
-        return _pipelined(conn, sender, recipients, raw)
-    code, resp = conn.mail(sender)
+        return _pipelined(conn, sender, recipients, raw, options)
+    code, resp = conn.mail(sender, options)
     if code != 250:
         _reset(conn)
         return _from_reply(code, resp)
@@ -198,10 +264,43 @@ def _transaction(conn, sender, recipients, raw):
     return Delivery(ok=True, code=code, reply=_reply_text(resp), refused=refused)
 
 
-def _pipelined(conn, sender, recipients, raw):
+def _body_type(conn, raw):
+    """(message, MAIL FROM parameters) per RFC 6152. compose.py renders 7-bit mail; an
+    8-bit one (stored by an older mailq) goes with BODY=8BITMIME where the server
+    offers it, and is converted to 7-bit where it does not."""
+    if raw.isascii():
+        return raw, []
+    if conn.has_extn('8bitmime'):
+        return raw, ['BODY=8BITMIME']
+    return to_7bit(raw), []
+
+
+def to_7bit(raw):
+    """The message with every 8bit or binary leaf part re-encoded as base64; the
+    header fields (already 7-bit) are written back unchanged."""
+    msg = email.message_from_bytes(raw)
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        cte = str(part.get('Content-Transfer-Encoding', '7bit')).strip().lower()
+        if cte in ('base64', 'quoted-printable') or part.get_payload().isascii():
+            continue
+        payload = part.get_payload(decode=True) or b''
+        del part['Content-Transfer-Encoding']
+        part.set_payload(base64.encodebytes(payload).decode('ascii'))
+        part['Content-Transfer-Encoding'] = 'base64'
+    out = io.BytesIO()
+    email.generator.BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(
+        msg, linesep='\r\n')
+    return out.getvalue()
+
+
+def _pipelined(conn, sender, recipients, raw, options=()):
     """The same transaction with RFC 2920 PIPELINING: MAIL, RCPTs and DATA in one write,
     then the message; two round trips instead of 3 + one per recipient."""
-    commands = [f'MAIL FROM:<{sender}>\r\n'] + [f'RCPT TO:<{r}>\r\n' for r in recipients]
+    params = ''.join(f' {o}' for o in options)
+    commands = [f'MAIL FROM:<{sender}>{params}\r\n'] + [f'RCPT TO:<{r}>\r\n'
+                                                          for r in recipients]
     conn.send(''.join(commands) + 'DATA\r\n')
     mail_code, mail_resp = conn.getreply()
     refused = {}
