@@ -5,6 +5,8 @@ and the scripts) plus its attempt log. Values are UTF-8; they are decoded with
 'replace' everywhere, so one odd byte never turns a page into an error.
 """
 import datetime
+import email.errors
+import email.header
 import json
 from dataclasses import dataclass
 
@@ -22,6 +24,17 @@ def iso(ts):
         return None
     return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).isoformat(
         timespec='milliseconds').replace('+00:00', 'Z')
+
+
+def shown(text):
+    """A `to` as the user wrote it. Records of releases before 0.2 kept it encoded
+    (=?utf-8?b?...?=); those are decoded for display."""
+    if not text or '=?' not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        return text
 
 
 def decode(value):
@@ -66,7 +79,7 @@ class MailRecord:
             'send_at': iso(f.get('send_at')), 'sent_at': iso(f.get('sent_at')),
             'next_attempt_at': iso(f.get('next_at')) if f.get('status') == RETRYING else None,
             'message_id': f.get('message_id'), 'last_error': f.get('last_error') or None,
-            'from': f.get('from'), 'to': f.get('to'), 'subject': f.get('subject'),
+            'from': f.get('from'), 'to': shown(f.get('to')), 'subject': f.get('subject'),
             'template': f.get('template') or None,
             'history': [attempt_view(a) for a in self.attempts],
         }
@@ -84,7 +97,7 @@ def row(mail_id, fields, score, stale):
     f = fields
     return {
         'id': mail_id, 'status': f.get('status', 'gone'), 'queue': f.get('queue'),
-        'from': f.get('from'), 'to': f.get('to'), 'subject': f.get('subject'),
+        'from': f.get('from'), 'to': shown(f.get('to')), 'subject': f.get('subject'),
         'last_error': f.get('last_error') or None, 'attempts': int(f.get('attempts') or 0),
         'attachments': int(f.get('attachments') or 0), 'at': iso(score),
         'at_ts': score, 'created_at': iso(f.get('created_at')),
