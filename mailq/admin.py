@@ -32,8 +32,7 @@ def container(rt, kind, queue=None):
         return rt.store.queue(queue)
     if kind not in LISTS:
         raise NotFound(f'no list {kind!r}')
-    return {'scheduled': rt.store.schedule, 'retrying': rt.store.retries,
-            'dead': rt.store.dead, 'outbox': rt.store.outbox}[kind]
+    return rt.store.list_container(kind)
 
 
 def queue_names(rt):

@@ -14,6 +14,7 @@ import redis
 from .fetch import busy_field
 from .redisconn import is_outage, outage_text
 from .retry import gives_up, retry_delay
+from .store.states import DEAD, RETRYING, SENT
 from .transport import Delivery
 
 log = logging.getLogger('mailq.worker')
@@ -76,18 +77,18 @@ class Processor:
         """(outcome, next attempt time, new task) for this delivery, given the
         recipients still owed the mail."""
         if not owed:
-            return ('sent' if delivery.ok else 'dead'), 0, ''
+            return (SENT if delivery.ok else DEAD), 0, ''
         if gives_up(attempts, self.cfg):
-            return 'dead', 0, ''
+            return DEAD, 0, ''
         next_at = time.time() + retry_delay(attempts, self.cfg)
-        return 'retrying', next_at, self.new_task(mail_id, queue)
+        return RETRYING, next_at, self.new_task(mail_id, queue)
 
     def _log(self, mail_id, queue, recipients, outcome, code, error, duration):
         if self.full_recipients:
             to = ','.join(recipients)
         else:
             to = ','.join(sorted({r.rsplit('@', 1)[-1] for r in recipients}))
-        level = logging.INFO if outcome == 'sent' else logging.WARNING
+        level = logging.INFO if outcome == SENT else logging.WARNING
         fields = {'event': 'delivery', 'mail': mail_id, 'queue': queue, 'to': to,
                   'outcome': outcome, 'code': code or None,
                   'duration_ms': round(duration * 1000, 1), 'reply': error[:200] or None}

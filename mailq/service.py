@@ -17,6 +17,7 @@ from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
 from .store.mails import reused_key
 from .store.record import iso
+from .store.states import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT
 
 
 @contextlib.contextmanager
@@ -81,7 +82,7 @@ def _accepted(rt, mail, result, request_hash):
         return {'id': earlier.id, 'status': earlier.status, 'queue': earlier.queue,
                 'send_at': iso(earlier.send_at), 'duplicate': True}
     scheduled = mail.send_at is not None and mail.send_at > time.time()
-    return {'id': mail.id, 'status': 'scheduled' if scheduled else 'queued',
+    return {'id': mail.id, 'status': SCHEDULED if scheduled else QUEUED,
             'queue': mail.queue, 'send_at': iso(mail.send_at)}
 
 
@@ -99,9 +100,9 @@ def cancel(rt, mail_id):
         result = rt.store.cancel(mail_id)
     if result == 'missing':
         raise NotFound(f'no mail {mail_id!r}')
-    if result in ('sent', 'sending'):
+    if result in (SENT, SENDING):
         raise Conflict(f'mail {mail_id} is already {result}')
-    return {'id': mail_id, 'status': 'cancelled'}
+    return {'id': mail_id, 'status': CANCELLED}
 
 
 def stats(rt):

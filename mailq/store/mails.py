@@ -20,7 +20,7 @@ from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task
 from .cron import CronState
 from .record import MailRecord
 from .scripts import Scripts
-from .states import FINAL_STATES, RETRYING, DEAD
+from .states import DEAD, FINAL_STATES, QUEUED, RETRYING, SCHEDULED
 from .stats import Stats
 from .workers import Workers
 
@@ -85,6 +85,11 @@ class Store:
     def queue(self, name):
         return Queue(self.redis, self.keys, self.scripts, name)
 
+    def list_container(self, kind):
+        """The container of a states.LISTS kind."""
+        return next(box for box in (self.schedule, self.retries, self.dead, self.outbox)
+                    if box.kind.name == kind)
+
     def known_queues(self):
         return list(self.worker_config.queue_names)
 
@@ -95,9 +100,9 @@ class Store:
         `pipe` the pending reply, for accepted()."""
         keys = self.keys
         if mail.send_at is not None and mail.send_at > time.time():
-            mode, target, score, status = 'schedule', keys.schedule, mail.send_at, 'scheduled'
+            mode, target, score, status = 'schedule', keys.schedule, mail.send_at, SCHEDULED
         else:
-            mode, target, score, status = 'queue', keys.queue(mail.queue), 0, 'queued'
+            mode, target, score, status = 'queue', keys.queue(mail.queue), 0, QUEUED
         idem = keys.idempotency(mail.idempotency_key) if mail.idempotency_key else ''
         fields = mail.record_fields(status=status, task=task)
         if request_hash:
