@@ -44,7 +44,9 @@ def delivery_metric_fields(attempt):
 
 
 def today(now=None):
-    return datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).strftime('%Y-%m-%d')
+    """'YYYY-MM-DD' (UTC) of `now`: the day a per-day counter belongs to."""
+    moment = datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%d')
 
 
 @dataclass(frozen=True)
