@@ -14,6 +14,8 @@ import time
 
 from huey.storage import RedisStorage
 
+from .store.containers import task_mail_id
+
 
 def busy_field():
     """This thread's field in the worker's busy hash."""
@@ -48,22 +50,39 @@ class MailStorage(RedisStorage):
                            'use mailq.send() or the HTTP API')
 
     def dequeue(self):
-        """Fetch and claim one task (store.take); block up to read_timeout when idle."""
+        """Claim the task fetched with the last outcome, or fetch and claim one
+        (store.take); block up to read_timeout when idle."""
         if self.worker_id is None:
             raise RuntimeError('bind_worker() must be called before dequeue()')
+        upcoming, self._local.upcoming = getattr(self._local, 'upcoming', None), None
+        self._local.item = None
         if self.quiet.is_set():
+            if upcoming:
+                self.store.release(task_mail_id(upcoming[1]) or '-', upcoming[1], upcoming[0],
+                                   self.worker_id, '')
             time.sleep(self.read_timeout)
             return None
-        order = queue_order(self.queues)
         busy = busy_field()
-        self._local.item = None
-        item = self.store.take(self.worker_id, order, busy)
-        if item is None:
-            # Wait for a wake token pushed with every task, then try once more.
-            self.store.wait_for_work(order, self.read_timeout)
+        item = upcoming and self.store.claim(self.worker_id, *upcoming, busy)
+        if not item:
+            order = queue_order(self.queues)
             item = self.store.take(self.worker_id, order, busy)
+            if item is None:
+                # Wait for a wake token pushed with every task, then try once more.
+                self.store.wait_for_work(order, self.read_timeout)
+                item = self.store.take(self.worker_id, order, busy)
         self._local.item = item
         return item[1] if item else None
+
+    def next_order(self):
+        """The queues to fetch this thread's next task from, together with the outcome
+        of its current one; none once the worker is quiet."""
+        return () if self.quiet.is_set() else queue_order(self.queues)
+
+    def keep(self, upcoming):
+        """Hold a task fetched with an outcome ((queue, task) or None) for the next
+        dequeue of this thread."""
+        self._local.upcoming = upcoming
 
     def current(self):
         """(queue, task bytes, claim) of the task this thread took last."""

@@ -32,8 +32,10 @@ class Processor:
     def busy_field(self):
         return busy_field()
 
-    def process(self, mail_id, queue, task, claim):
-        """Deliver a task that store.take fetched and claimed; record the outcome."""
+    def process(self, mail_id, queue, task, claim, then_fetch=()):
+        """Deliver a task that store.take fetched and claimed; record the outcome, and
+        with `then_fetch` (a queue order) fetch the thread's next task in the same call.
+        Returns (outcome, (queue, task) fetched or None)."""
         busy = self.busy_field()
         sender, recipients, raw, attempts = claim
         started = time.monotonic()
@@ -63,15 +65,15 @@ class Processor:
         # The mail went out (or failed): its outcome must be recorded, however long
         # Redis is away, or the mail would be sent again. A write repeated because
         # its reply was lost is recognised by its time and recorded once.
-        _until_redis_answers(lambda: self.store.finish(
+        _, fetched = _until_redis_answers(lambda: self.store.finish(
             mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
             next_at=next_at, new_task=new_task, rcpts=rcpts, now=attempt['at'],
-            outbox=getattr(self.transport, 'keeps_mail', False)),
+            outbox=getattr(self.transport, 'keeps_mail', False), then_fetch=then_fetch),
             f'record the outcome of mail {mail_id}')
         # Not last_error: it names refused recipients, which the log may not show in full.
         self._log(mail_id, queue, recipients, outcome, attempt['code'],
                   '' if delivery.ok else delivery.outcome_text, duration)
-        return outcome
+        return outcome, fetched
 
     def decide(self, delivery, owed, attempts, mail_id, queue):
         """(outcome, next attempt time, new task) for this delivery, given the

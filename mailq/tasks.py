@@ -44,7 +44,10 @@ def create_huey(store, connection_pool, queues, processor=None):
         if processor is None or fetched is None:
             raise RuntimeError('deliver runs only inside a mailq worker')
         fetched_queue, task, claim = fetched
-        return processor.process(mail_id, fetched_queue, task, claim)
+        outcome, upcoming = processor.process(mail_id, fetched_queue, task, claim,
+                                              then_fetch=huey.storage.next_order())
+        huey.storage.keep(upcoming)
+        return outcome
 
     huey.deliver = deliver
     return huey

@@ -50,7 +50,7 @@ def test_an_outcome_written_twice_is_recorded_once(rt, redis_client):
     attempt = {'at': 1764400000.25, 'worker': 'w1', 'outcome': 'sent', 'code': 250}
     for _ in range(2):
         assert rt.store.finish(mail_id, task, 'w1', 't1', 'sent', attempt,
-                               now=attempt['at']) == 1
+                               now=attempt['at']) == (1, None)
     assert redis_client.llen(f'mailq:m:{mail_id}:log') == 1
     assert redis_client.get('mailq:stat:processed') == b'1'
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sent'
@@ -193,3 +193,41 @@ def test_due_scheduled_and_retry_tasks_move_to_their_queue(rt, redis_client):
     assert rt.store.move_due(now=time.time() + 61) == 1
     assert redis_client.llen('mailq:q:default') == 1
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
+
+
+def test_the_outcome_fetches_the_threads_next_task_in_the_same_call(rt, redis_client):
+    """finish() with then_fetch moves the next task into the in-flight list at once, so
+    a thread spends two round trips a mail (finish + fetch, claim), not three."""
+    first, second = send(rt), send(rt)
+    _, task, _ = take(rt, 'w1')
+    attempt = {'at': 1764400000.5, 'worker': 'w1', 'outcome': 'sent', 'code': 250}
+    recorded, upcoming = rt.store.finish(first, task, 'w1', 't1', 'sent', attempt,
+                                         then_fetch=['mailers', 'default'])
+    assert recorded == 1 and upcoming[0] == 'mailers'
+    assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [upcoming[1]]
+    assert redis_client.llen('mailq:q:mailers') == 0
+    # Not yet claimed: an orphan for the sweep if the thread were lost now.
+    assert redis_client.hget(f'mailq:m:{second}', 'status') == b'queued'
+    queue, again, claim = rt.store.claim('w1', *upcoming, 't1')
+    assert again == upcoming[1] and claim[3] == 1
+    assert redis_client.hget(f'mailq:m:{second}', 'status') == b'sending'
+    assert rt.store.finish(second, again, 'w1', 't1', 'sent', attempt,
+                           then_fetch=['mailers'])[1] is None     # nothing left
+
+
+def test_a_quiet_worker_gives_back_the_task_fetched_with_an_outcome(rt, redis_client):
+    from mailq.fetch import MailStorage
+    first, second = send(rt), send(rt)
+    storage = MailStorage(rt.store, rt.pool, [('mailers', 0)], read_timeout=0.01)
+    storage.bind_worker('w1')
+    _, task, _ = take(rt, 'w1')
+    attempt = {'at': 1764400000.5, 'worker': 'w1', 'outcome': 'sent', 'code': 250}
+    _, upcoming = rt.store.finish(first, task, 'w1', 't1', 'sent', attempt,
+                                  then_fetch=['mailers'])
+    storage.keep(upcoming)
+    storage.quiet.set()
+    assert storage.next_order() == ()              # a quiet worker fetches nothing more
+    assert storage.dequeue() is None
+    assert redis_client.llen('mailq:inflight:w1') == 0
+    assert redis_client.lrange('mailq:q:mailers', 0, -1) == [upcoming[1]]
+    assert redis_client.hget(f'mailq:m:{second}', 'status') == b'queued'

@@ -77,7 +77,7 @@ def send(rt, **extra):
 def finish(rt, mail_id, task, worker, outcome, **kw):
     attempt = {'at': time.time(), 'worker': worker, 'outcome': outcome, 'code': 250,
                'reply': 'ok', 'duration': 0.01}
-    return rt.store.finish(mail_id, task, worker, 't1', outcome, attempt, **kw)
+    return rt.store.finish(mail_id, task, worker, 't1', outcome, attempt, **kw)[0]
 
 
 def test_the_checker_catches_a_key_that_is_not_in_keys(redis_client):

@@ -171,25 +171,35 @@ class Store:
             fetched = self.scripts.fetch(keys=fetch_keys, args=[busy_field, *queue_order])
             if not fetched:
                 return None
-            queue, task = fetched[0].decode(), fetched[1]
-            mail_id = task_mail_id(task) or '-'
-            claim = self.scripts.claim(
-                keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
-                args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                      *FINAL_STATES])
-            if claim:
-                sender, rcpts, raw, attempts = claim
-                return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
+            item = self.claim(worker_id, fetched[0].decode(), fetched[1], busy_field, now)
+            if item:
+                return item
         return None
+
+    def claim(self, worker_id, queue, task, busy_field, now=None):
+        """Claim the mail of a task this worker fetched: (queue, task, claim), or None
+        for a stale task, which leaves the in-flight list."""
+        keys = self.keys
+        mail_id = task_mail_id(task) or '-'
+        claim = self.scripts.claim(
+            keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
+            args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
+                  *FINAL_STATES])
+        if not claim:
+            return None
+        sender, rcpts, raw, attempts = claim
+        return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
 
     def wait_for_work(self, queue_order, timeout):
         """Block up to `timeout` s for a wake token of one of the queues."""
         self.redis.blpop([self.keys.wake(q) for q in queue_order], timeout=timeout)
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
-               next_at=0, new_task='', rcpts='', outbox=False, now=None):
+               next_at=0, new_task='', rcpts='', outbox=False, now=None, then_fetch=()):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
-        given, narrows the envelope to the recipients still owed the mail."""
+        given, narrows the envelope to the recipients still owed the mail. With
+        `then_fetch` (a queue order), the thread's next task is fetched in the same call.
+        Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -202,13 +212,17 @@ class Store:
             target, score = keys.outbox, now
         else:
             keep = cfg.keep_sent_days * 86400
-        return self.scripts.finish(
+        reply = self.scripts.finish(
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
-                  keys.stat('deliveries'), keys.stat('duration')],
+                  keys.stat('deliveries'), keys.stat('duration'), keys.paused,
+                  *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
-                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts])
+                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
+                  *then_fetch])
+        recorded, *fetched = reply
+        return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
     def release(self, mail_id, task, queue, worker_id, busy_field):
         """Give a fetched but unfinished task back to its queue, to be fetched next."""

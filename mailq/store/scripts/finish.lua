@@ -2,53 +2,66 @@
 -- a mail leaves the in-flight list only when its outcome is in its record.
 -- KEYS: record, attempt log, in-flight list, busy hash, processed, failed,
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
---       deliveries hash (metrics), duration histogram hash (metrics)
+--       deliveries hash (metrics), duration histogram hash (metrics), paused set,
+--       then the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'), now, attempt json,
 --       last error, score for the outcome set, new task (retrying), keep seconds (sent),
 --       mail id, metrics: outcome:code class field, duration bucket field, duration
---       seconds, recipients still owed the mail (JSON; '' when they are all the envelope had)
-redis.call('LREM', KEYS[3], 1, ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[2])
-local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
-if current[1] ~= ARGV[1] then
-  return 0
-end
--- The same outcome again (its first reply was lost to a Redis outage): already recorded.
-if current[2] == ARGV[4] then
-  return 1
-end
--- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
-redis.call('HINCRBY', KEYS[10], ARGV[11], 1)
-redis.call('HINCRBY', KEYS[11], ARGV[12], 1)
-redis.call('HINCRBYFLOAT', KEYS[11], 'sum', ARGV[13])
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('INCR', KEYS[5])
-redis.call('INCR', KEYS[7])
-redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
-local outcome = ARGV[3]
-if outcome ~= 'sent' then
-  redis.call('INCR', KEYS[6])
-  redis.call('INCR', KEYS[8])
-  redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
-end
-redis.call('HSET', KEYS[1], 'status', outcome, 'last_error', ARGV[6], 'finished_at', ARGV[4])
-redis.call('HDEL', KEYS[1], 'worker', 'started_at')
-if ARGV[14] ~= '' then
-  redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
-end
-if outcome == 'sent' then
-  redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
-  if tonumber(ARGV[9]) > 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[9])
-    redis.call('EXPIRE', KEYS[2], ARGV[9])
+--       seconds, recipients still owed the mail (JSON; '' when they are all the envelope had),
+--       then the names of the queues to fetch from
+-- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
+-- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
+local function record()
+  redis.call('LREM', KEYS[3], 1, ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[2])
+  local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
+  if current[1] ~= ARGV[1] then
+    return 0
   end
-elseif outcome == 'retrying' then
-  redis.call('HSET', KEYS[1], 'task', ARGV[8], 'next_at', ARGV[7])
-  redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
+  -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
+  if current[2] == ARGV[4] then
+    return 1
+  end
+  -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
+  redis.call('HINCRBY', KEYS[10], ARGV[11], 1)
+  redis.call('HINCRBY', KEYS[11], ARGV[12], 1)
+  redis.call('HINCRBYFLOAT', KEYS[11], 'sum', ARGV[13])
+  redis.call('RPUSH', KEYS[2], ARGV[5])
+  redis.call('INCR', KEYS[5])
+  redis.call('INCR', KEYS[7])
+  redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
+  local outcome = ARGV[3]
+  if outcome ~= 'sent' then
+    redis.call('INCR', KEYS[6])
+    redis.call('INCR', KEYS[8])
+    redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
+  end
+  redis.call('HSET', KEYS[1], 'status', outcome, 'last_error', ARGV[6], 'finished_at', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+  if ARGV[14] ~= '' then
+    redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
+  end
+  if outcome == 'sent' then
+    redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
+    if tonumber(ARGV[9]) > 0 then
+      redis.call('EXPIRE', KEYS[1], ARGV[9])
+      redis.call('EXPIRE', KEYS[2], ARGV[9])
+    end
+  elseif outcome == 'retrying' then
+    redis.call('HSET', KEYS[1], 'task', ARGV[8], 'next_at', ARGV[7])
+    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
+    return 1
+  end
+  if KEYS[9] ~= '' then
+    -- dead or outbox: the set keeps the id; Dead.trim / Outbox.trim bound its size
+    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[10])
+  end
   return 1
 end
-if KEYS[9] ~= '' then
-  -- dead or outbox: the set keeps the id; Dead.trim / Outbox.trim bound its size
-  redis.call('ZADD', KEYS[9], ARGV[7], ARGV[10])
+
+local recorded = record()
+local next_task = fetch_task(KEYS[3], KEYS[12], 13, 15)
+if next_task then
+  return {recorded, next_task[1], next_task[2]}
 end
-return 1
+return {recorded}

@@ -23,3 +23,20 @@ local function take_off(status, task, id, queue, schedule, retry, dead, outbox)
   redis.call('ZREM', dead, id)
   redis.call('ZREM', outbox, id)
 end
+
+-- Reliable fetch: move the oldest task of the first non-paused, non-empty queue into
+-- the in-flight list, where it stays until its outcome is recorded. The queue lists
+-- are KEYS[first_key..], their names ARGV[first_name..], in the order to try.
+-- Returns {queue name, task} or false.
+local function fetch_task(inflight, paused, first_key, first_name)
+  for i = first_key, #KEYS do
+    local name = ARGV[first_name + i - first_key]
+    if redis.call('SISMEMBER', paused, name) == 0 then
+      local task = redis.call('LMOVE', KEYS[i], inflight, 'RIGHT', 'LEFT')
+      if task then
+        return {name, task}
+      end
+    end
+  end
+  return false
+end
