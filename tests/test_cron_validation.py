@@ -8,6 +8,7 @@ from mailq.cron.imports import resolve
 from mailq.cron.validate import check_runtime
 from mailq.errors import ConfigError
 from mailq.runtime import Runtime
+from mailq.startup import validate_startup
 from support.mailq_app import run_cli
 from support.procs import REPO_ROOT
 
@@ -17,7 +18,7 @@ CALLABLE = 'cron_fixtures.digest:digest'
 def load_error(tmp_path, jobs, **sections):
     ini = cron_ini(tmp_path, 'redis://127.0.0.1:1/0', jobs, **sections)
     with pytest.raises(ConfigError) as info:
-        load(str(ini), environ={})
+        validate_startup(load(str(ini), environ={}))
     return info.value
 
 
