@@ -6,7 +6,8 @@
     mailq send --to ADDR [--cc ADDR] [--bcc ADDR] [--template NAME --context JSON |
                --subject S --text T] [--at ISO | --delay SECONDS] [--queue Q]
                [--idempotency-key KEY]
-    mailq send --csv FILE --template NAME [--key-column COLUMN] [--context JSON] [--at ISO] [--queue Q]
+    mailq send --csv FILE --template NAME [--key-column COLUMN] [--context JSON] [--at ISO]
+               [--queue Q]
     mailq stats
     mailq check [--defaults]
     mailq cron [run|pause|resume NAME] [--json]

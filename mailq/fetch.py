@@ -3,8 +3,8 @@
 Huey's RedisStorage pops with BRPOP: a task popped by a worker that is then
 killed is gone. Here a fetch moves the task into the worker's in-flight list
 and claims its mail (one Lua call, take.lua), and the task leaves that list only
-together with the recording of its outcome. In-flight tasks of a dead worker go back to their queue (see
-heartbeat.py). Queues are tried in strict order (`-q a -q b`) or in weighted
+together with the recording of its outcome. In-flight tasks of a dead worker go back to
+their queue (see heartbeat.py). Queues are tried in strict order (`-q a -q b`) or in weighted
 random order (`-q a,3 -q b,1`), as in Sidekiq.
 """
 import json

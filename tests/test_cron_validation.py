@@ -131,7 +131,8 @@ def test_check_worker_and_web_refuse_a_bad_job(tmp_path, redis_url):
     ini = cron_ini(tmp_path, redis_url, {'nightly': tick_job(template='gone')}, name='b.ini')
     result = run_cli(ini, 'check')
     assert result.returncode == 1
-    assert "cron       FAIL" in result.stdout and "[cron:nightly]:template: unknown template 'gone'" in result.stdout
+    assert "cron       FAIL" in result.stdout
+    assert "[cron:nightly]:template: unknown template 'gone'" in result.stdout
     for role in ('worker', 'web'):
         result = run_cli(ini, role, timeout=30)
         assert result.returncode == 2, result.stderr
