@@ -1,23 +1,62 @@
-# Plain targets for a local checkout and for CI (.ci/run calls `make test`).
+# Plain targets for a local checkout and for CI (.ci/run calls `make test-fast` and `make test`).
 PYTHON ?= python3.11
 VENV   := .venv
-STAMP  := $(VENV)/.installed
+PIP    := $(VENV)/bin/pip
+# What pip installs comes from the lock files, pinned with hashes (--require-hashes);
+# the project itself goes in after, editable and --no-deps. `pip check` then fails the
+# install if setup.cfg asks for more than the lock gives (refresh it: `make lock`).
+LOCKS      := setup.cfg pyproject.toml requirements.lock requirements-test.lock
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+# The fast tier: config, start-up checks, schedules, MIME, tasks, and the Lua scripts of
+# the reliable fetch against one redis-server; plus any store/keys/states tests.
+FAST_TESTS := tests/test_config.py tests/test_startup.py tests/test_cron_schedule.py \
+              tests/test_cron_validation.py tests/test_mime.py tests/test_tasks.py \
+              tests/test_reliable_fetch.py \
+              $(wildcard tests/test_store*.py tests/test_keys*.py tests/test_states*.py)
 
-.PHONY: venv run test dist clean bench bench-quick
+.PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick
 
-venv: $(STAMP)
+# venv: the developer's environment (runtime and test tools); venv-run: the runtime only.
+venv: $(TEST_STAMP)
+venv-run: $(RUN_STAMP)
 
-# Reinstall whenever the dependency list in setup.cfg changes.
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
-	touch $(STAMP)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 
-run: venv
+$(RUN_STAMP): $(LOCKS) | $(VENV)/bin/python
+	$(PIP) install --require-hashes -r requirements.lock
+	$(PIP) install --no-deps -e .
+	$(PIP) check
+	touch $@
+
+$(TEST_STAMP): $(LOCKS) | $(VENV)/bin/python
+	$(PIP) install --require-hashes -r requirements-test.lock
+	$(PIP) install --no-deps -e .
+	$(PIP) check
+	touch $@
+
+run: venv-run
 	$(VENV)/bin/python mailq.py run --ensure-redis
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# Refresh the lock files from PyPI (pip's default index, none of this machine's pip
+# settings) after changing a dependency in setup.cfg; commit the result.
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL \
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile --quiet --no-header --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(PIP) install pip-tools
+	$(PIP_COMPILE) --upgrade --output-file requirements.lock setup.cfg
+	$(PIP_COMPILE) --upgrade --extra test --output-file requirements-test.lock setup.cfg
 
 # The benchmark suite (bench/, docs/benchmark.md): its own redis-server and Postfix's smtp-sink.
 SMTP_SINK := /usr/sbin/smtp-sink
@@ -34,8 +73,9 @@ $(SMTP_SINK):
 	echo 'postfix postfix/main_mailer_type select No configuration' | $(SUDO) debconf-set-selections
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postfix
 
-# dist/mailq.pyz: one file that runs with a plain system Python 3.11+ (scripts/build_pyz.py).
-dist: venv
+# dist/mailq.pyz: one file that runs with a plain system Python 3.11+ (scripts/build_pyz.py),
+# its dependencies installed from requirements.lock with hashes.
+dist: venv-run
 	$(VENV)/bin/python scripts/build_pyz.py
 
 clean:

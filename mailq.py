@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""mailq entry script: `python mailq.py web|worker|run|send|stats|check --help`."""
+"""mailq entry script: `.venv/bin/python mailq.py web|worker|run|send|stats|check|cron --help`."""
 import sys
 
 from mailq.cli import main

@@ -64,7 +64,8 @@ def fill_finished(rt, count, status, chunk=2000, now=None):
             mail = dataclasses.replace(template, id=new_mail_id(), queue=template.queue)
             task = rt.new_task(mail.id, mail.queue)
             fields = mail.record_fields(status=status, task=task)
-            error = '451 4.3.0 try again later' if status == 'retrying' else '550 5.1.1 no such user'
+            error = ('451 4.3.0 try again later' if status == 'retrying'
+                     else '550 5.1.1 no such user')
             fields.update(attempts=1, last_error=error, finished_at=now - n)
             attempt = {'at': now - n, 'worker': 'bench:1:aaaaaa', 'outcome': status,
                        'code': int(error[:3]), 'reply': error[4:], 'duration': 0.002}

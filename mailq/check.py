@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import redacted_url
+from .redisconn import redacted_url
 from .cron.validate import check_report as check_cron
 from .logs import redact
 from .runtime import Runtime
@@ -82,17 +82,20 @@ def check_templates(rt):
     return Result('templates', not errors, text)
 
 
-def check_config(config):
-    if not Path(config.source).exists():
-        return Result('config', True, f'no file at {config.source}: defaults and '
-                                      'MAILQ_* environment variables')
+def check_config(config, defaults=True):
+    """No config file found fails unless `defaults` (`mailq check --defaults`) accepts
+    the built-in ones: a fresh directory would otherwise pass with transport = outbox."""
+    if not config.file_found:
+        return Result('config', defaults, f'no file at {Path(config.source).resolve()}: '
+                      'built-in defaults and MAILQ_* environment variables'
+                      + ('' if defaults else ' (pass --defaults to accept them)'))
     return Result('config', True, f'{config.source} ok')
 
 
-def results(rt, smtp=None):
+def results(rt, smtp=None, defaults=True):
     """Every check, in order, scrubbed of secrets. `smtp` replaces the SMTP check (a
-    cached one)."""
-    found = [check_config(rt.config), check_redis(rt),
+    cached one); `defaults=False` fails the config check when no file was found."""
+    found = [check_config(rt.config, defaults), check_redis(rt),
              smtp or check_smtp(rt.config), check_templates(rt),
              Result('cron', *check_cron(rt), required=False)]
     return [_scrubbed(r, rt.config.secrets()) for r in found]
@@ -105,8 +108,8 @@ def _scrubbed(result, secrets):
     return dataclasses.replace(result, text=redact(result.text, secrets), details=details)
 
 
-def run_checks(config, out=print):
-    found = results(Runtime(config))
+def run_checks(config, out=print, defaults=False):
+    found = results(Runtime(config), defaults=defaults)
     for r in found:
         out(f'{r.name:10} {"ok  " if r.ok else "FAIL"} {r.text}')
     return 0 if all(r.ok for r in found) else 1

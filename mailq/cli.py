@@ -3,20 +3,25 @@
     mailq web [--host H] [--port P]
     mailq worker [-w N] [-q QUEUE[,WEIGHT]]... [-k thread|process]
     mailq run
-    mailq send --to ADDR [--template NAME --context JSON | --subject S --text T] [--at ISO] [--queue Q]
-    mailq send --csv FILE --template NAME [--key-column COLUMN] [--context JSON] [--at ISO] [--queue Q]
+    mailq send --to ADDR [--cc ADDR] [--bcc ADDR] [--template NAME --context JSON |
+               --subject S --text T] [--at ISO | --delay SECONDS] [--queue Q]
+               [--idempotency-key KEY]
+    mailq send --csv FILE --template NAME [--key-column COLUMN] [--context JSON] [--at ISO]
+               [--queue Q]
     mailq stats
-    mailq check
+    mailq check [--defaults]
     mailq cron [run|pause|resume NAME] [--json]
 """
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from . import config as config_module
 from .errors import ConfigError, MailqError, Unavailable, ValidationError
 from .logs import setup_logging
+from .startup import validate_startup
 
 
 def build_parser():
@@ -38,11 +43,14 @@ def build_parser():
     _listen_flags(run)
     _worker_flags(run)
     run.add_argument('--ensure-redis', action='store_true',
-                     help='if no Redis answers at [redis] url, start a private one under ./var')
+                     help='if no Redis answers at [redis] url (on localhost), start a private '
+                     'redis-server under ./var for as long as this process runs')
 
     send = sub.add_parser('send', parents=[common],
                           help='enqueue one mail (prints its id), or one per CSV row')
     send.add_argument('--to', action='append', help='recipient (repeatable; not with --csv)')
+    send.add_argument('--cc', action='append', help='copy recipient (repeatable)')
+    send.add_argument('--bcc', action='append', help='blind copy recipient (repeatable)')
     send.add_argument('--csv', metavar='FILE', help='one mail per row, with --template: columns '
                       'are the context, a "to" or "email" column the recipient')
     send.add_argument('--key-column', metavar='COLUMN', help='with --csv: the column that '
@@ -54,11 +62,18 @@ def build_parser():
     send.add_argument('--html')
     send.add_argument('--from', dest='sender')
     send.add_argument('--at', help='send at this ISO 8601 time (with offset)')
+    send.add_argument('--delay', type=seconds, metavar='SECONDS',
+                      help='send this many seconds from now (not with --at)')
     send.add_argument('--queue')
+    send.add_argument('--idempotency-key', metavar='KEY', help='the same key again prints '
+                      'the first mail\'s id and enqueues nothing new (not with --csv)')
 
     sub.add_parser('stats', parents=[common], help='counts per state and per queue (JSON)')
-    sub.add_parser('check', parents=[common],
-                   help='validate config, reach Redis and SMTP, render every template')
+    check = sub.add_parser('check', parents=[common],
+                           help='validate config, reach Redis and SMTP, render every template')
+    check.add_argument('--defaults', action='store_true',
+                       help='accept running without a config file (built-in defaults and '
+                       'MAILQ_* variables); without it, no config file found fails the check')
     cron = sub.add_parser('cron', parents=[common],
                           help='list cron jobs; or run, pause or resume one by NAME')
     cron.add_argument('action', nargs='?', choices=('list', 'run', 'pause', 'resume'),
@@ -84,6 +99,14 @@ def port_number(text):
     return port
 
 
+def seconds(text):
+    """--delay: a number (its range is checked where the API checks `delay`)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds') from None
+
+
 def _worker_flags(parser):
     parser.add_argument('-w', '--workers', type=int, metavar='N',
                         help='concurrent deliveries (default: [worker] concurrency)')
@@ -99,6 +122,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         config = config_module.load(args.config)
+        warning = config.no_file_warning()
+        if warning:
+            print(warning, file=sys.stderr)
+        validate_startup(config)
         setup_logging(config)
         return COMMANDS[args.command](config, args) or 0
     except ConfigError as exc:
@@ -126,10 +153,26 @@ def _queues(args):
         raise ConfigError(str(exc), 'command line', key='-q') from None
 
 
+class _Stopped(Exception):
+    """SIGTERM in `mailq web`: unwinds waitress's loop so the stop is logged."""
+
+
 def cmd_web(config, args):
     from .runtime import Runtime
     from .web.app import serve
-    serve(Runtime(config), args.host, args.port)
+    log = logging.getLogger('mailq.web')
+
+    def on_signal(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)        # a second one stops at once
+        raise _Stopped(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        serve(Runtime(config), args.host, args.port)
+    except _Stopped as exc:
+        log.info('received %s: stopping (a web holds no mails)', exc)
+    log.info('web stopped')
 
 
 def cmd_worker(config, args):
@@ -140,9 +183,13 @@ def cmd_worker(config, args):
 def cmd_run(config, args):
     from .devredis import ensure_redis
     from .runner import run_all
-    if args.ensure_redis:
-        ensure_redis(config.redis.url)
-    return run_all(config, args.host, args.port, args.workers, _queues(args), args.worker_type)
+    private = ensure_redis(config.redis.url) if args.ensure_redis else None
+    try:
+        return run_all(config, args.host, args.port, args.workers, _queues(args),
+                       args.worker_type)
+    finally:
+        if private is not None:
+            private.stop()      # it is ours: it stops with us (after the worker's hand-back)
 
 
 def cmd_send(config, args):
@@ -153,14 +200,18 @@ def cmd_send(config, args):
     if not args.to:
         raise ValidationError('to', 'is required (--to ADDR, or --csv FILE)')
     data = {'to': args.to}
-    for field, value in (('template', args.template), ('subject', args.subject),
-                         ('text', args.text), ('html', args.html), ('from', args.sender),
-                         ('send_at', args.at), ('queue', args.queue)):
+    for field, value in (('cc', args.cc), ('bcc', args.bcc), ('template', args.template),
+                         ('subject', args.subject), ('text', args.text), ('html', args.html),
+                         ('from', args.sender), ('send_at', args.at), ('delay', args.delay),
+                         ('queue', args.queue)):
         if value is not None:
             data[field] = value
     if args.context is not None:
         data['context'] = _json_context(args.context)
-    result = service.send(Runtime(config), data)
+    result = service.send(Runtime(config), data, idempotency_key=args.idempotency_key)
+    if result.get('duplicate'):
+        print('mailq: idempotency key seen before: this is the earlier mail, nothing new '
+              'was enqueued', file=sys.stderr)
     print(result['id'])
 
 
@@ -174,8 +225,10 @@ def _json_context(text):
 def cmd_send_csv(config, args):
     from .bulk import enqueue_csv
     from .runtime import Runtime
-    for flag, value in (('--to', args.to), ('--subject', args.subject), ('--text', args.text),
-                        ('--html', args.html)):
+    for flag, value in (('--to', args.to), ('--cc', args.cc), ('--bcc', args.bcc),
+                        ('--subject', args.subject), ('--text', args.text),
+                        ('--html', args.html), ('--delay', args.delay),
+                        ('--idempotency-key', args.idempotency_key)):
         if value is not None:
             raise ValidationError(flag.lstrip('-'), 'not with --csv (use a template)')
     if not args.template:
@@ -199,7 +252,7 @@ def cmd_stats(config, args):
 
 def cmd_check(config, args):
     from .check import run_checks
-    return run_checks(config)
+    return run_checks(config, defaults=args.defaults)
 
 
 def cmd_cron(config, args):

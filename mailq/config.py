@@ -2,7 +2,9 @@
 
 Nothing else in mailq reads the INI file or the environment: every role gets
 a `Config` from `load()` and passes it on. A bad value fails here, at start-up,
-naming the file, section and key and what is allowed.
+naming the file, section and key and what is allowed. This module sits at the
+bottom: it imports no other part of mailq but errors and redisconn. The checks
+that need the composer or the cron parser are `startup.validate_startup()`.
 """
 import configparser
 import json
@@ -11,11 +13,9 @@ import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import unquote
 
-from .compose import parse_sender
-from .cron.validate import check_static as check_cron_jobs
-from .errors import ConfigError, ValidationError
+from .errors import ConfigError
+from .redisconn import parse_sentinel_url, redacted_url, redis_passwords
 
 ENV_PREFIX = 'MAILQ_'
 QUEUE_NAME = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
@@ -293,6 +293,18 @@ class Config:
     cron: CronDefaults
     cron_jobs: tuple = ()
     from_environment: tuple = ()    # ((section, key, '$MAILQ_...'), ...): values set there
+    file_found: bool = True         # False: no -c, no $MAILQ_CONFIG, and no ./mailq.ini
+
+    def no_file_warning(self):
+        """None when a config file was read; else what every role says on stderr."""
+        if self.file_found:
+            return None
+        return (f'mailq: WARNING: no config file found: looked for {Path(self.source).resolve()} '
+                '(no -c/--config given, $MAILQ_CONFIG not set). Running on built-in defaults '
+                f'and MAILQ_* variables: transport = {self.smtp.transport}'
+                + (' (mail is kept in the outbox, never sent)'
+                   if self.smtp.transport == 'outbox' else '')
+                + f', Redis at {redacted_url(self.redis.url)}.')
 
     def replace(self, **sections):
         """A copy with some sections swapped, e.g. for CLI flags like --port."""
@@ -310,29 +322,6 @@ class Config:
             if where[:2] == (section, key):
                 return ConfigError(message, where[2])
         return ConfigError(message, self.source, section, key)
-
-
-# The userinfo of a URL runs from :// to the last @, so a password with an unencoded
-# / or ? in it is still found; redis-py also takes ?password=.
-_USERINFO = re.compile(r'^([a-z][a-z0-9+.-]*://)(.*)@', re.IGNORECASE | re.DOTALL)
-_QUERY_PASSWORD = re.compile(r'([?&]password=)([^&#]*)', re.IGNORECASE)
-
-
-def redis_passwords(url):
-    """The passwords in a Redis URL, as written and percent-decoded, for redaction."""
-    userinfo = _USERINFO.match(url)
-    found = [userinfo.group(2).partition(':')[2]] if userinfo else []
-    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
-    return sorted({spelling for raw in found for spelling in (raw, unquote(raw)) if spelling})
-
-
-def redacted_url(url):
-    """The URL fit to show on /healthz or a terminal: its password replaced by ***."""
-    userinfo = _USERINFO.match(url)
-    if userinfo and ':' in userinfo.group(2):
-        user = userinfo.group(2).partition(':')[0]
-        url = f'{userinfo.group(1)}{user}:***@{url[userinfo.end():]}'
-    return _QUERY_PASSWORD.sub(r'\1***', url)
 
 
 def find_config_path(explicit=None, environ=None):
@@ -375,11 +364,11 @@ def load(path=None, environ=None):
                  for name in parser.sections() if name.startswith('cron:'))
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
-    config = Config(source=source, cron_jobs=jobs, **built, from_environment=tuple(
-        (section, key, where[0]) for section, values in from_env.items()
-        for key, (_, where) in values.items()))
+    config = Config(source=source, cron_jobs=jobs, **built, file_found=path.exists(),
+                    from_environment=tuple((section, key, where[0])
+                                           for section, values in from_env.items()
+                                           for key, (_, where) in values.items()))
     _check_cross_fields(config)
-    check_cron_jobs(config)
     return config
 
 
@@ -425,7 +414,6 @@ def _check_cross_fields(config):
                            'worker', 'default_queue')
     if config.smtp.transport == 'smtp' and not config.smtp.host:
         raise config.error('needed when transport = smtp', 'smtp', 'host')
-    _check_sender(config)
     if bool(config.web.username) != bool(config.web.password):
         raise config.error('set both username and password, or neither', 'web',
                            'password' if config.web.username else 'username')
@@ -433,18 +421,8 @@ def _check_cross_fields(config):
         raise config.error('must start with redis://, rediss://, unix:// or redis+sentinel://',
                            'redis', 'url')
     if config.redis.url.startswith('redis+sentinel://'):
-        from .redisconn import parse_sentinel_url
         try:
             parse_sentinel_url(config.redis.url)
         except ValueError as exc:
             raise config.error(str(exc), 'redis', 'url') from None
 
-
-def _check_sender(config):
-    """Every mail without a "from" uses [smtp] from: a bad one would 422 each of them,
-    blaming the client, so it stops start-up instead (with compose's own check)."""
-    try:
-        parse_sender(config.smtp.sender)
-    except ValidationError as exc:
-        raise config.error(f'{exc.message} (the sender of mails that name none)',
-                           'smtp', 'from') from None

@@ -8,6 +8,7 @@ asks the Sentinels for the current master of `service_name` and follows a
 failover: connections to the old master fail, the next one goes to the new.
 The password is the master's; the Sentinels themselves are asked without one.
 """
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -27,6 +28,29 @@ def connection_pool(url):
     if url.startswith(SENTINEL_SCHEME):
         return sentinel_pool(parse_sentinel_url(url), options)
     return redis.ConnectionPool.from_url(url, **options)
+
+
+# The userinfo of a URL runs from :// to the last @, so a password with an unencoded
+# / or ? in it is still found; redis-py also takes ?password=.
+_USERINFO = re.compile(r'^([a-z][a-z0-9+.-]*://)(.*)@', re.IGNORECASE | re.DOTALL)
+_QUERY_PASSWORD = re.compile(r'([?&]password=)([^&#]*)', re.IGNORECASE)
+
+
+def redis_passwords(url):
+    """The passwords in a Redis URL, as written and percent-decoded, for redaction."""
+    userinfo = _USERINFO.match(url)
+    found = [userinfo.group(2).partition(':')[2]] if userinfo else []
+    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    return sorted({spelling for raw in found for spelling in (raw, unquote(raw)) if spelling})
+
+
+def redacted_url(url):
+    """The URL fit to show on /healthz or a terminal: its password replaced by ***."""
+    userinfo = _USERINFO.match(url)
+    if userinfo and ':' in userinfo.group(2):
+        user = userinfo.group(2).partition(':')[0]
+        url = f'{userinfo.group(1)}{user}:***@{url[userinfo.end():]}'
+    return _QUERY_PASSWORD.sub(r'\1***', url)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,3 @@ def retry_delay(failed_attempts, cfg, rng=random):
 def gives_up(failed_attempts, cfg):
     return failed_attempts > cfg.max_retries
 
-
-def total_retry_window(cfg):
-    """Seconds from the first failure to the last retry, without jitter."""
-    total, cap = 0.0, cfg.retry_max_delay
-    for n in range(1, cfg.max_retries + 1):
-        total += min(cfg.retry_base * cfg.retry_factor ** (n - 1), cap)
-    return total

@@ -13,9 +13,31 @@ log = logging.getLogger('mailq')
 def run_all(config, host=None, port=None, workers=None, queues=None, worker_type=None):
     """The web server runs in a thread; the worker owns the main thread (it needs signals).
     The address is bound here first, so a bad or busy one stops `run` with a clean error."""
+    say_once = _SayOnce(PERSISTENCE_WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(say_once)
     serve = bind(Runtime(one_web_process(config)), host, port)
     threading.Thread(target=serve, name='mailq-web', daemon=True).start()
     return run_worker(config, workers, queues, worker_type)
+
+
+# The start of redisconn.persistence_warning(): web and worker both check at start.
+PERSISTENCE_WARNING = 'Redis keeps nothing on disk'
+
+
+class _SayOnce(logging.Filter):
+    """Web and worker each warn at start when Redis keeps nothing on disk; in one
+    process that is the same Redis, so the warning is said once."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix, self.said = prefix, False
+
+    def filter(self, record):
+        if not record.getMessage().startswith(self.prefix):
+            return True
+        said, self.said = self.said, True
+        return not said
 
 
 def one_web_process(config):

@@ -88,6 +88,13 @@ class MailConsumer(Consumer):
     def _create_scheduler(self):
         return DueScheduler(self.huey, self.stop_flag, self._mailq_interval, False)
 
+    def stop(self, graceful=False):
+        """Huey's stop, with the one line that says why (huey's own is at INFO, muted)."""
+        why = signal.Signals(self._signum).name if self._signum else 'an interrupt'
+        log.info('received %s: taking no new mails; in-flight ones get up to %ss to finish '
+                 '(a second signal stops at once)', why, self.shutdown_timeout)
+        super().stop(graceful)
+
 
 def _flip(cls, down):
     """Set the shared outage flag; True for the one thread that changed it."""
@@ -131,6 +138,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         heartbeat.stop()
         _return_in_flight(rt, worker_id)
         transport.close(polite=True)
+        log.info('worker %s stopped', worker_id)
     return 0
 
 
@@ -171,8 +179,8 @@ def _return_in_flight(rt, worker_id):
     for attempt in range(5):
         try:
             count = rt.store.requeue_worker(worker_id)
-            if count:
-                log.warning('returned %d unfinished mail(s) to their queues', count)
+            (log.warning if count else log.info)(
+                'returned %d unfinished mail(s) to their queues', count)
             return
         except redis.RedisError as exc:
             if not is_outage(exc):

@@ -3,10 +3,11 @@
 
     python3 scripts/build_pyz.py [--output dist/mailq.pyz]
 
-pip installs mailq (with its templates and Lua scripts, as package data) and
-every dependency into a staging directory; the standard `zipapp` module packs
-it. Only pure Python goes in: zipimport cannot load compiled extensions, and
-the one optional speed-up we pull in (markupsafe's) has a pure fallback.
+pip installs every dependency from requirements.lock (pinned, --require-hashes),
+then mailq itself (with its templates and Lua scripts, as package data, and
+--no-deps) into a staging directory; the standard `zipapp` module packs it.
+Only pure Python goes in: zipimport cannot load compiled extensions, and the
+optional speed-ups we pull in (markupsafe's, hiredis) have a pure fallback.
 """
 import argparse
 import shutil
@@ -23,17 +24,23 @@ from mailq.cli import main
 
 sys.exit(main())
 '''
+LOCK = ROOT / 'requirements.lock'
 # Dependencies that pip's markers skip on the building Python but an older target needs:
-# redis-py wants async-timeout below Python 3.11.3 (Debian 12 ships 3.11.2).
-TARGET_EXTRAS = ('async-timeout>=4.0.3',)
+# redis-py wants async-timeout below Python 3.11.3 (Debian 12 ships 3.11.2). Pinned with
+# its hash like the lock's (pip-compile leaves it out: its marker is false here).
+TARGET_EXTRAS = ('async-timeout==5.0.1 --hash=sha256:'
+                 '39e3809566ff85354557ec2398b55e096c8364bacac9405a7a1fa429e77fe76c',)
 DROP_DIRS = ('bin', '__pycache__')
 DROP_SUFFIXES = ('.so', '.pyd', '.pyc')
 
 
 def install(staging):
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-compile',
-                    '--disable-pip-version-check', '--no-warn-script-location',
-                    '--target', str(staging), str(ROOT), *TARGET_EXTRAS], check=True)
+    pip = [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-compile',
+           '--disable-pip-version-check', '--no-warn-script-location', '--target', str(staging)]
+    extras = staging.parent / 'target-extras.txt'
+    extras.write_text('\n'.join(TARGET_EXTRAS) + '\n')
+    subprocess.run([*pip, '--require-hashes', '-r', str(LOCK), '-r', str(extras)], check=True)
+    subprocess.run([*pip, '--no-deps', str(ROOT)], check=True)
 
 
 def prune(staging):

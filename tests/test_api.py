@@ -73,7 +73,8 @@ def test_idempotency_key_with_another_request_is_a_409_naming_the_key(web, redis
 
 
 def test_batch_is_all_or_nothing(web, redis_client):
-    status, _, body = web.post('/api/mails/batch', {'mails': [MAIL, {**MAIL, 'to': 'b@example.com'}]})
+    status, _, body = web.post('/api/mails/batch',
+                               {'mails': [MAIL, {**MAIL, 'to': 'b@example.com'}]})
     assert status == 202 and len(body['ids']) == 2
     assert redis_client.llen('mailq:q:mailers') == 2
     status, _, body = web.post('/api/mails/batch', {'mails': [MAIL, {**MAIL, 'to': 'nope'}]})

@@ -2,12 +2,12 @@
 import json
 import signal
 import socket
-import time
 
 import pytest
 
 from support.mailq_app import run_cli
-from support.procs import PYTHON, REPO_ROOT, free_port, start_process, stop_process, wait_http, read_log
+from support.procs import PYTHON, REPO_ROOT, free_port, read_log, start_process, stop_process
+from support.procs import wait_http
 
 
 def test_send_prints_the_id_and_stats_count_it(mailq_ini, redis_client):

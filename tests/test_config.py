@@ -3,7 +3,9 @@ import random
 
 import pytest
 
-from mailq.config import load, redacted_url
+from mailq.config import load
+from mailq.redisconn import redacted_url
+from mailq.startup import validate_startup
 from mailq.errors import ConfigError
 from mailq.fetch import queue_order
 from support.procs import REPO_ROOT
@@ -51,7 +53,7 @@ def test_config_path_from_environment(tmp_ini, monkeypatch):
 def test_bad_values_name_file_section_and_key(tmp_ini, sections, where):
     ini = tmp_ini(**sections)
     with pytest.raises(ConfigError) as err:
-        load(str(ini), environ={})
+        validate_startup(load(str(ini), environ={}))
     assert str(err.value).startswith(f'{ini}:{where}')
 
 
@@ -68,7 +70,7 @@ def test_bad_environment_value_names_the_variable_not_the_file(tmp_ini, tmp_path
     if with_file:
         tmp_ini(web={'port': '8081'}, smtp={'from': 'ok@example.com'})
     with pytest.raises(ConfigError) as err:
-        load(environ=environ)
+        validate_startup(load(environ=environ))
     assert str(err.value).startswith(message)
     assert 'mailq.ini' not in str(err.value)
 

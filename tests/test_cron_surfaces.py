@@ -43,7 +43,8 @@ def test_cli_lists_runs_pauses_and_resumes(tmp_path, redis_url, redis_client):
     listing = cli(ini).stdout.splitlines()
     assert listing[1].split()[7] == 'yes' and listing[1].rstrip().endswith(' -')   # no next run
     assert ' ok (1 mail)' in listing[1]
-    assert ' ok (3 mails)' in listing[2] and ' failed (mails: cron_fixtures.digest:not_a_list …)' in listing[3]
+    assert ' ok (3 mails)' in listing[2]
+    assert ' failed (mails: cron_fixtures.digest:not_a_list …)' in listing[3]
     assert 'report: active, next run ' in cli(ini, 'resume', 'report').stdout
 
     jobs = json.loads(cli(ini, '--json').stdout)

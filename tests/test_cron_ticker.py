@@ -234,7 +234,8 @@ def test_pause_survives_a_restart_and_resume_does_not_catch_up(tmp_path, redis_u
 def test_a_failing_callable_is_a_failed_run_and_the_next_run_happens(tmp_path, redis_url):
     digest.calls.clear()
     ini = cron_ini(tmp_path, redis_url,
-                   {'digest': {'schedule': '0 * * * *', 'callable': 'cron_fixtures.digest:fails_once',
+                   {'digest': {'schedule': '0 * * * *',
+                               'callable': 'cron_fixtures.digest:fails_once',
                                'queue': 'default'}})
     rt = runtime(ini)
     ticker = CronTicker(rt, 'w1')
@@ -276,7 +277,8 @@ def test_time_zones_and_dst_through_a_ticking_worker(tmp_path, redis_url):
     }, cron={'timezone': 'America/New_York'})
     rt = runtime(ini)
     ticker = CronTicker(rt, 'w1')
-    for start, tz in (('2030-03-31 00:00', 'Europe/Berlin'), ('2030-11-03 00:00', 'America/New_York')):
+    for start, tz in (('2030-03-31 00:00', 'Europe/Berlin'),
+                      ('2030-11-03 00:00', 'America/New_York')):
         now = at(start, tz)
         for _ in range(4 * 60):
             ticker.tick(now)

@@ -8,6 +8,7 @@ from mailq.cron.imports import resolve
 from mailq.cron.validate import check_runtime
 from mailq.errors import ConfigError
 from mailq.runtime import Runtime
+from mailq.startup import validate_startup
 from support.mailq_app import run_cli
 from support.procs import REPO_ROOT
 
@@ -17,7 +18,7 @@ CALLABLE = 'cron_fixtures.digest:digest'
 def load_error(tmp_path, jobs, **sections):
     ini = cron_ini(tmp_path, 'redis://127.0.0.1:1/0', jobs, **sections)
     with pytest.raises(ConfigError) as info:
-        load(str(ini), environ={})
+        validate_startup(load(str(ini), environ={}))
     return info.value
 
 
@@ -130,7 +131,8 @@ def test_check_worker_and_web_refuse_a_bad_job(tmp_path, redis_url):
     ini = cron_ini(tmp_path, redis_url, {'nightly': tick_job(template='gone')}, name='b.ini')
     result = run_cli(ini, 'check')
     assert result.returncode == 1
-    assert "cron       FAIL" in result.stdout and "[cron:nightly]:template: unknown template 'gone'" in result.stdout
+    assert "cron       FAIL" in result.stdout
+    assert "[cron:nightly]:template: unknown template 'gone'" in result.stdout
     for role in ('worker', 'web'):
         result = run_cli(ini, role, timeout=30)
         assert result.returncode == 2, result.stderr

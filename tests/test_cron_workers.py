@@ -8,7 +8,6 @@ import json
 import os
 import time
 
-import pytest
 
 from cron_fixtures.helpers import cron_ini, tick_job
 from support.mailq_app import run_cli, start_worker

@@ -85,7 +85,8 @@ def test_exhausted_retries_end_dead(tmp_ini, redis_url, smtp_server):
 
 def test_partial_refusal_is_recorded_per_recipient(web, worker, smtp_server):
     smtp_server.fail_rcpt('gone@example.com', 550, '5.1.1 No such user')
-    mail_id = web.post('/api/mails', {**MAIL, 'to': ['ann@example.com', 'gone@example.com']})[2]['id']
+    mail_id = web.post('/api/mails',
+                       {**MAIL, 'to': ['ann@example.com', 'gone@example.com']})[2]['id']
     mail = wait_status(web, mail_id, 'sent')
     assert mail['history'][0]['refused'] == {'gone@example.com': [550, '5.1.1 No such user']}
     assert 'gone@example.com' in mail['last_error']
@@ -100,11 +101,13 @@ def test_recipients_deferred_with_4xx_are_retried_alone(web, worker, smtp_server
                        )[2]['id']
     mail = wait_status(web, mail_id, 'retrying', timeout=10)
     assert mail['history'][0]['code'] == 452
-    assert mail['history'][0]['refused'] == {'later@example.com': [452, '4.5.3 Too many recipients']}
+    assert mail['history'][0]['refused'] == {
+        'later@example.com': [452, '4.5.3 Too many recipients']}
     assert smtp_server.wait_for(1)[0].rcpt_tos == ['ann@example.com']
     smtp_server.fail_rcpt('later@example.com', None)
     mail = wait_status(web, mail_id, 'sent', timeout=15)
-    assert [(a['outcome'], a['code']) for a in mail['history']] == [('retrying', 452), ('sent', 250)]
+    assert [(a['outcome'], a['code']) for a in mail['history']] == [('retrying', 452),
+                                                                     ('sent', 250)]
     assert [m.rcpt_tos for m in smtp_server.wait_for(2)] == [['ann@example.com'],
                                                               ['later@example.com']]
     assert all(m.message_id == mail['message_id'] for m in smtp_server.messages)

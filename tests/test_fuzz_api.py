@@ -80,7 +80,8 @@ B64 = st.one_of(st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode
                 st.sampled_from(['not base64!', '====', 'YQ', 'YQ==\n', '\u00e9\u00e9']),
                 st.just(base64.b64encode(b'x' * 3000).decode()), st.integers())
 ATTACHMENT = st.fixed_dictionaries({'filename': TEXT, 'content': B64},
-                                   optional={'content_type': st.one_of(TEXT, st.just('text/plain'))})
+                                   optional={'content_type': st.one_of(TEXT,
+                                                                       st.just('text/plain'))})
 SEND_AT = st.one_of(st.sampled_from(['1970-01-01T00:00:00Z', '0001-01-01T00:00:00+00:00',
                                      '9999-12-31T23:59:59Z', '2030-01-01T00:00:00',
                                      '2026-13-45T99:99:99Z', 'tomorrow', '']),

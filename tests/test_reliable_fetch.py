@@ -1,6 +1,5 @@
 """Reliable fetch at the Redis level: in-flight lists, orphans, reaping and stale tasks."""
 import json
-import os
 
 import pytest
 

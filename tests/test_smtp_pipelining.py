@@ -1,7 +1,6 @@
 """The SMTP transport's PIPELINING path (RFC 2920), against a real aiosmtpd server
 that advertises it: MAIL, RCPTs and DATA go in one write, the replies are read in
 order, and refusals and failures come out as they do without pipelining."""
-import asyncio
 
 import pytest
 from aiosmtpd.controller import Controller

@@ -35,7 +35,7 @@ class Job:
 
 
 def jobs(config):
-    """{name: Job} in file order. config.load() has validated every section."""
+    """{name: Job} in file order. validate_startup() has checked every section."""
     default_tz = config.cron.timezone
     return {job.name: Job(job.name, job, Schedule(job.schedule, job.timezone or default_tz))
             for job in config.cron_jobs}

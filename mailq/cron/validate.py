@@ -1,6 +1,7 @@
 """Cron job checks that fail at start-up, naming section and key, instead of at 08:00.
 
-`check_static` needs only the config and runs inside config.load().
+`check_static` needs only the config and runs in startup.validate_startup(), which
+every role calls after config.load().
 `check_runtime` needs the mail templates and the user's code, so it runs where a
 Runtime exists: worker start, web start and `mailq check`.
 """
@@ -23,7 +24,7 @@ def check_static(config):
     try:
         validate_timezone(config.cron.timezone)
     except CronError as exc:
-        raise ConfigError(str(exc), config.source, 'cron', 'timezone') from None
+        raise config.error(str(exc), 'cron', 'timezone') from None
     seen = set()
     for job in config.cron_jobs:
         _check_job(config, job, seen)

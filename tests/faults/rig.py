@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 
-import redis
 
 from support.ini import write_ini
 from support.procs import REPO_ROOT, free_port, read_log, start_process, stop_process, wait_http
@@ -24,7 +23,8 @@ PREFIX = 'mailq:'
 
 
 def wait_until(predicate, timeout, what, interval=0.05, detail=None):
-    """Poll `predicate` until it is truthy; fail naming `what` (and `detail()`) after `timeout` s."""
+    """Poll `predicate` until it is truthy; fail naming `what` (and `detail()`) after
+    `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -112,7 +112,8 @@ class Rig:
         """(status, JSON answer) of a POST to the web process."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         req = urllib.request.Request(self.web_url + path, data=data, method='POST',
-                                     headers={'Content-Type': 'application/json', **(headers or {})})
+                                     headers={'Content-Type': 'application/json',
+                                              **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())

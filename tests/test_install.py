@@ -1,0 +1,81 @@
+"""`make run` installs the runtime only, from requirements.lock with hashes; `make test` adds
+the test tools from requirements-test.lock (issue 11 items 17 and 21)."""
+import configparser
+import re
+import subprocess
+
+import pytest
+
+from support.procs import REPO_ROOT
+
+PIN = re.compile(r'^([A-Za-z0-9_.-]+)==(\S+) \\$')
+
+
+def pins(name):
+    """{package: (version, number of hashes)} of a lock file."""
+    found, current = {}, None
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            current = match.group(1).lower().replace('_', '-')
+            found[current] = [match.group(2), 0]
+        elif line.strip().startswith('--hash=sha256:') and current:
+            found[current][1] += 1
+    return found
+
+
+def requirements(key):
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / 'setup.cfg')
+    section, option = key
+    lines = [line.split('#')[0].strip() for line in cfg[section][option].splitlines()]
+    return dict(re.match(r'^([A-Za-z0-9_.-]+)>=(\S+)$', line).groups() for line in lines if line)
+
+
+def version(text):
+    return tuple(int(part) for part in text.split('.'))
+
+
+@pytest.mark.parametrize('lock, keys', [
+    ('requirements.lock', [('options', 'install_requires')]),
+    ('requirements-test.lock', [('options', 'install_requires'),
+                                ('options.extras_require', 'test')]),
+])
+def test_every_requirement_is_pinned_at_or_above_its_floor_with_hashes(lock, keys):
+    pinned = pins(lock)
+    assert pinned and all(count >= 1 for _, count in pinned.values()), pinned
+    for key in keys:
+        for name, floor in requirements(key).items():
+            name = name.lower().replace('_', '-')
+            assert name in pinned, f'{name} is missing from {lock}'
+            assert version(pinned[name][0]) >= version(floor), (name, pinned[name], floor)
+
+
+def test_the_runtime_lock_holds_no_test_tool():
+    runtime = pins('requirements.lock')
+    for tool in requirements(('options.extras_require', 'test')):
+        assert tool.lower() not in runtime
+
+
+@pytest.mark.slow
+def test_make_venv_run_installs_the_runtime_only_and_mailq_runs(tmp_path):
+    venv = tmp_path / 'venv'
+    result = subprocess.run(['make', '-C', str(REPO_ROOT), f'VENV={venv}', 'venv-run'],
+                            capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '--require-hashes -r requirements.lock' in result.stdout
+    assert (venv / '.installed-run').exists() and not (venv / '.installed-test').exists()
+    listed = subprocess.run([venv / 'bin' / 'pip', 'list', '--format=freeze'],
+                            capture_output=True, text=True, check=True).stdout.lower()
+    installed = {line.split('==')[0] for line in listed.splitlines()}
+    runtime = set(pins('requirements.lock'))
+    assert runtime <= {name.replace('_', '-') for name in installed}
+    for tool in ('pytest', 'playwright', 'ruff', 'hypothesis', 'aiosmtpd'):
+        assert tool not in installed, listed
+    out = subprocess.run([venv / 'bin' / 'python', REPO_ROOT / 'mailq.py', 'send', '--help'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and '--idempotency-key' in out.stdout, out.stderr
+    # A second run finds its stamp and installs nothing.
+    again = subprocess.run(['make', '-C', str(REPO_ROOT), f'VENV={venv}', 'venv-run'],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and 'pip install' not in again.stdout, again.stdout
