@@ -1,11 +1,12 @@
 """Listings and actions behind the dashboard and its JSON API.
 
 Pages and API routes call these functions and nothing else, so both always
-agree. An unfiltered list reads one page from its Redis list or sorted set and
-the list columns of those mails in one pipeline; only a filter scans. Every
-state change is one Lua script (lua/admin_*.lua) that keeps record.status,
-record.task and the containers consistent; bulk actions call them in chunks
-so Redis is never blocked for long.
+agree. They check what the user asked for and ask the store (mailq/store/):
+an unfiltered list is one page of a container and the list columns of its
+mails; only a filter scans. Every state change is one Lua script
+(store/scripts/admin_*.lua) that keeps record.status, record.task and the
+containers consistent; bulk actions run in chunks so Redis is never blocked
+for long, and an "all" action acts on each mail of the list once.
 """
 import email
 import email.policy
