@@ -222,12 +222,14 @@ class WebConfig:
     channel_timeout: float = 30.0
     cleanup_interval: float = 5.0
     backlog: int = 1024
+    trusted_proxy: str = ''         # whose X-Forwarded-Proto is believed
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
               'api_token': _str, 'threads': _int(1, 256), 'processes': _int(1, 64),
               'secret': _secret, 'allowed_hosts': _host_list,
               'connection_limit': _int(10, 100000), 'channel_timeout': _float(1),
-              'cleanup_interval': _float(0.5), 'backlog': _int(1, 65535)}
+              'cleanup_interval': _float(0.5), 'backlog': _int(1, 65535),
+              'trusted_proxy': _str}
 
     @property
     def has_auth(self):

@@ -120,6 +120,26 @@ def test_origin_must_match_scheme_host_and_port(open_web, redis_server):
     assert status == 202 and body['status'] == 'queued'
 
 
+def test_behind_a_trusted_proxy_the_https_origin_matches(redis_server, tmp_path, open_web):
+    """TLS ends at the proxy: X-Forwarded-Proto is believed from [web] trusted_proxy only."""
+    ini = write_ini(tmp_path / 'mailq.ini', {
+        'redis': {'url': redis_server.url, 'prefix': 'proxied'},
+        'web': {'allowed_hosts': 'mailq.example', 'trusted_proxy': '127.0.0.1'}})
+    proxied = WebProcess(ini)
+    try:
+        headers = {'Host': 'mailq.example', 'Origin': 'https://mailq.example',
+                   'X-Forwarded-Proto': 'https'}
+        assert post_json(proxied, '/api/mails', MAIL, **headers)[0] == 202
+        assert post_json(proxied, '/api/mails', MAIL, **{
+            **headers, 'Origin': 'http://mailq.example'})[0] == 403
+    finally:
+        proxied.stop()
+    here = f'127.0.0.1:{open_web.port}'           # no trusted proxy: the header is dropped
+    status, _, body = post_json(open_web, '/api/mails', MAIL, Host=here,
+                                Origin=f'https://{here}', **{'X-Forwarded-Proto': 'https'})
+    assert status == 403 and 'cross-site' in body['error']
+
+
 # -- 2. slow clients
 
 def half_open(port, count):
