@@ -6,7 +6,10 @@ nothing is sent), render every mail template and validate the cron jobs.
 `mailq check` exits 1 when anything fails, for a container health check.
 /healthz answers 503 only when a check this instance cannot work without
 fails (Redis, templates): a relay outage is reported but is what the queue
-rides out, and a restart would not fix it. /healthz needs no login, so no
+rides out, and a restart would not fix it. /healthz needs no login: with [web]
+credentials set, an anonymous caller sees only ok per check; the texts (which
+name the config file, hosts, ports, templates) are for a logged-in caller, or
+for every caller of a loopback-only mailq without credentials. Either way no
 text here may carry a password: URLs are shown redacted, and every text is
 scrubbed of the configured secrets, since exception texts can quote them.
 """
@@ -118,14 +121,18 @@ def run_checks(config, out=print, defaults=False):
 _smtp_cache = weakref.WeakKeyDictionary()
 
 
-def healthz(rt, now=None):
-    """(ok, body) for /healthz: per-check results; ok unless a required check fails."""
+def healthz(rt, now=None, detailed=True):
+    """(ok, body) for /healthz: per-check results; ok unless a required check fails.
+    Without `detailed` (an anonymous caller while [web] has credentials) the body is
+    only {ok, checks: {name: ok}}: the texts name files, hosts, ports and templates."""
     now = now or time.monotonic()
     cached = _smtp_cache.get(rt)
     if cached is None or now - cached[0] > HEALTHZ_SMTP_EVERY:
         cached = _smtp_cache[rt] = (now, check_smtp(rt.config, HEALTHZ_SMTP_TIMEOUT))
     found = results(rt, smtp=cached[1])
     ok = all(r.ok for r in found if r.required)
+    if not detailed:
+        return ok, {'ok': ok, 'checks': {r.name: r.ok for r in found}}
     redis_details = next(r.details for r in found if r.name == 'redis')
     return ok, {'ok': ok, **redis_details,
                 'checks': {r.name: {'ok': r.ok, 'detail': r.text} for r in found}}

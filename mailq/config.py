@@ -191,6 +191,22 @@ class SMTPConfig:
     _rename = {'from': 'sender'}
 
 
+# A [web] allowed_hosts entry: *, a name (.name: it and its subdomains), an IPv4 or IPv6 address.
+HOST_NAME = re.compile(r'\*|\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f.]*:[0-9a-f.]*:[0-9a-f:.]*')
+
+
+def _host_list(raw):
+    """`mailq.example, .example.org, [::1]` -> names as Host headers carry them, lower case."""
+    names = tuple(n.strip().lower().strip('[]').rstrip('.') for n in raw.split(',') if n.strip())
+    for name in names:
+        if not HOST_NAME.fullmatch(name):
+            raise ValueError(f'{name!r} is not a host name (no scheme, port or path)')
+    return names
+
+
+_host_list.allowed = 'host names separated by ", "; .example.org for it and its subdomains; *'
+
+
 @dataclass(frozen=True)
 class WebConfig:
     host: str = '127.0.0.1'
@@ -201,10 +217,19 @@ class WebConfig:
     threads: int = 8
     processes: int = 1
     secret: str = field(default_factory=lambda: _secret(''))
+    allowed_hosts: tuple = ()       # besides the loopback names and `host`
+    connection_limit: int = 1000
+    channel_timeout: float = 30.0
+    cleanup_interval: float = 5.0
+    backlog: int = 1024
+    trusted_proxy: str = ''         # whose X-Forwarded-Proto is believed
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
               'api_token': _str, 'threads': _int(1, 256), 'processes': _int(1, 64),
-              'secret': _secret}
+              'secret': _secret, 'allowed_hosts': _host_list,
+              'connection_limit': _int(10, 100000), 'channel_timeout': _float(1),
+              'cleanup_interval': _float(0.5), 'backlog': _int(1, 65535),
+              'trusted_proxy': _str}
 
     @property
     def has_auth(self):

@@ -1,12 +1,25 @@
-"""Errors that cross module lines: each carries what the caller must show."""
+"""Errors that cross module lines: each carries what the caller must show.
+
+`http_status` is the one mapping from an error to an HTTP status: the JSON API,
+the dashboard's pages and the CLI read it from the error (a subclass inherits
+its parent's), instead of each keeping a table of classes.
+"""
 
 
 class MailqError(Exception):
     """Base class, so callers can catch everything of ours at once."""
 
+    http_status = 500
+
+    def details(self):
+        """Machine-readable context for the JSON error body."""
+        return {}
+
 
 class ConfigError(MailqError):
     """A bad config value. The message names file, section and key."""
+
+    http_status = 500       # the server's fault, never the caller's
 
     def __init__(self, message, source=None, section=None, key=None):
         where = ':'.join(p for p in (source, f'[{section}]' if section else None, key) if p)
@@ -16,6 +29,8 @@ class ConfigError(MailqError):
 
 class ValidationError(MailqError):
     """Bad mail input. `field` names the offending field (dotted path)."""
+
+    http_status = 422
 
     def __init__(self, field, message):
         super().__init__(f'{field}: {message}')
@@ -28,10 +43,19 @@ class ValidationError(MailqError):
 class NotFound(MailqError):
     """No mail (or other object) with that id."""
 
+    http_status = 404
+
 
 class Conflict(MailqError):
     """The object is in a state that forbids the action (e.g. cancel a sent mail)."""
 
+    http_status = 409
+
 
 class Unavailable(MailqError):
     """Redis cannot be reached."""
+
+    http_status = 503
+
+    def details(self):
+        return {'redis': 'unreachable'}

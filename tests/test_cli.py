@@ -103,7 +103,8 @@ def test_web_and_worker_processes_deliver(mailq_ini, smtp_server):
         import urllib.request
         req = urllib.request.Request(
             f'http://127.0.0.1:{port}/api/mails', method='POST',
-            data=json.dumps({'to': 'ann@example.com', 'subject': 's', 'text': 't'}).encode())
+            data=json.dumps({'to': 'ann@example.com', 'subject': 's', 'text': 't'}).encode(),
+            headers={'Content-Type': 'application/json'})   # urllib's default, a form: 415
         with urllib.request.urlopen(req) as resp:
             assert resp.status == 202
         assert len(smtp_server.wait_for(1)) == 1

@@ -8,11 +8,15 @@ import bottle
 
 from .. import admin
 from ..errors import ValidationError
+from ..store.states import ACTIONS, LISTS, QUEUE_LIST, route_pattern
 from .api import api_route, read_json
-from .app import json_response
+from .params import days, paging
+from .responses import json_response
+from .security import download
 
-LISTS = ('scheduled', 'retrying', 'dead', 'outbox')
 SMALL_BODY = 1024 * 1024
+# Any mail action routes; admin.act answers 422 for one the list does not allow.
+MAIL_VERBS = route_pattern(ACTIONS)
 
 
 def _body():
@@ -30,24 +34,11 @@ def _targets():
     return data.get('ids'), data.get('all') is True
 
 
-def _days():
-    """?days= as a number; anything else becomes -1, which admin.history refuses (422)."""
-    try:
-        return int(bottle.request.query.get('days', '30'))
-    except ValueError:      # not a number, or '²', which passes str.isdigit()
-        return -1
-
-
-def _paging():
-    query = bottle.request.query
-    return query.get('page') or 1, query.getunicode('q') or ''
-
-
 def install(app, rt):
     @app.get('/api/stats/history')
     @api_route
     def history():
-        return json_response(200, {'days': admin.history(rt, _days())})
+        return json_response(200, {'days': admin.history(rt, days())})
 
     @app.get('/api/redis')
     @api_route
@@ -72,7 +63,7 @@ def install(app, rt):
     @app.get('/api/queues/<name>')
     @api_route
     def queue(name):
-        return json_response(200, admin.listing(rt, 'queue', *_paging(), queue=name))
+        return json_response(200, admin.listing(rt, 'queue', *paging(), queue=name))
 
     @app.post('/api/queues/<name>/<verb:re:pause|resume>')
     @api_route
@@ -84,14 +75,14 @@ def install(app, rt):
     def clear(name):
         return json_response(200, admin.clear_queue(rt, name))
 
-    @app.post('/api/queues/<name>/delete')
+    @app.post(f'/api/queues/<name>/<verb:re:{MAIL_VERBS}>')
     @api_route
-    def queue_delete(name):
+    def queue_act(name, verb):
         ids, everything = _targets()
-        return json_response(200, admin.act(rt, 'queue', 'delete', ids, everything,
+        return json_response(200, admin.act(rt, QUEUE_LIST.name, verb, ids, everything,
                                             queue=name))
 
-    for kind in LISTS:
+    for kind in LISTS.values():
         _install_list(app, rt, kind)
 
     @app.get('/api/mails/<mail_id>/message')
@@ -102,22 +93,23 @@ def install(app, rt):
     @app.get('/api/mails/<mail_id>/raw')
     @api_route
     def raw(mail_id):
-        bottle.response.content_type = 'message/rfc822'
-        return admin.raw_message(rt, mail_id)
+        return download(admin.raw_message(rt, mail_id), f'{mail_id}.eml', 'message/rfc822')
 
-    @app.post('/api/mails/<mail_id>/<verb:re:enqueue|retry|kill|delete>')
+    @app.post(f'/api/mails/<mail_id>/<verb:re:{MAIL_VERBS}>')
     @api_route
     def mail_action(mail_id, verb):
         return json_response(200, admin.mail_action(rt, mail_id, verb))
 
+
 def _install_list(app, rt, kind):
-    @app.get(f'/api/{kind}', name=f'api_list_{kind}')
+    """GET /api/<list> and POST /api/<list>/<action> (admin.act checks the action)."""
+    @app.get(f'/api/{kind.name}', name=f'api_list_{kind.name}')
     @api_route
     def listing():
-        return json_response(200, admin.listing(rt, kind, *_paging()))
+        return json_response(200, admin.listing(rt, kind.name, *paging()))
 
-    @app.post(f'/api/{kind}/<verb>', name=f'api_act_{kind}')
+    @app.post(f'/api/{kind.name}/<verb:re:{MAIL_VERBS}>', name=f'api_act_{kind.name}')
     @api_route
     def act(verb):
         ids, everything = _targets()
-        return json_response(200, admin.act(rt, kind, verb, ids, everything))
+        return json_response(200, admin.act(rt, kind.name, verb, ids, everything))

@@ -5,32 +5,41 @@ import json
 import bottle
 
 from .. import check, service
-from ..errors import Conflict, NotFound, Unavailable, ValidationError
-from .app import error_response, json_response
+from ..errors import MailqError, ValidationError
+from .auth import authenticated
+from .responses import error_of, error_response, json_response
+
+JSON_TYPES = ('application/json',)
 
 
 def api_route(func):
-    """Map mailq errors to JSON answers with the right status."""
+    """A MailqError becomes a JSON answer with the error's own status."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except bottle.HTTPResponse:
-            raise
-        except ValidationError as exc:
-            return error_response(422, str(exc), exc.details())
-        except NotFound as exc:
-            return error_response(404, str(exc))
-        except Conflict as exc:
-            return error_response(409, str(exc))
-        except Unavailable as exc:
-            return error_response(503, str(exc), {'redis': 'unreachable'})
+        except MailqError as exc:
+            return error_of(exc)
     return wrapper
 
 
+def _check_media_type(request):
+    """415 unless the body says it is JSON (or says nothing): a form post or text/plain
+    is not JSON, and is what a cross-site page can send without asking first."""
+    given = request.get_header('Content-Type')
+    if given is None:
+        return
+    media_type = given.split(';')[0].strip().lower()
+    if media_type not in JSON_TYPES and not media_type.endswith('+json'):
+        raise error_response(415, f'Content-Type must be application/json, not '
+                                  f'{media_type[:100]!r}', {'header': 'Content-Type'})
+
+
 def read_json(limit):
-    """The request body as JSON: 413 over `limit` bytes, 400 when malformed."""
+    """The request body as JSON: 415 when not sent as JSON, 413 over `limit` bytes,
+    400 when malformed."""
     request = bottle.request
+    _check_media_type(request)
     length = request.content_length
     if length > limit:
         raise error_response(413, f'body larger than {limit} bytes', {'limit': limit})
@@ -81,5 +90,6 @@ def install(app, rt):
 
     @app.get('/healthz')
     def healthz():
-        ok, body = check.healthz(rt)
+        """Open to load balancers: details only for a caller who may see the rest."""
+        ok, body = check.healthz(rt, detailed=authenticated(rt.config.web))
         return json_response(200 if ok else 503, body)

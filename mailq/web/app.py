@@ -1,13 +1,13 @@
-"""The Bottle application: authentication, JSON errors, and the server.
+"""The Bottle application: the checks every request passes, JSON errors, and the server.
 
-Every route lives behind HTTP Basic auth (or an API token) when credentials
-are configured, except /healthz. Without credentials mailq refuses to listen
-anywhere but loopback. API errors are always JSON, never an HTML page.
+Every request passes, in this order: the Host check (DNS rebinding), the login
+(HTTP Basic or an API token, when credentials are configured; /healthz is open),
+then the cross-site and CSRF checks of state-changing requests. They are
+registered here, for the API and the dashboard alike. Without credentials mailq
+refuses to listen anywhere but loopback. API errors are always JSON.
 """
-import base64
 import errno
 import functools
-import hmac
 import ipaddress
 import json
 import logging
@@ -17,38 +17,59 @@ import bottle
 import redis
 
 from ..errors import ConfigError
-from .security import HEADERS, is_api, unauthorized_page
+from . import admin_api, api, cron_api, dashboard, metrics_route, openapi, security
+from .auth import require_auth
+from .responses import error_response
 
 log = logging.getLogger('mailq.web')
-PUBLIC_PATHS = ('/healthz',)
+ROUTES = (api, openapi, metrics_route, cron_api, admin_api, dashboard)
+ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503)
 
 
-def json_response(status, body, headers=None):
-    response = bottle.HTTPResponse(status=status, body=json.dumps(body, default=str))
-    response.content_type = 'application/json'
-    for name, value in (headers or {}).items():
-        response.set_header(name, value)
-    return response
-
-
-def error_response(status, message, details=None, headers=None):
-    return json_response(status, {'error': message, 'details': details or {}}, headers)
-
-
-def create_app(rt):
-    """The whole web app on one Bottle: JSON API, admin API, cron, metrics, OpenAPI, dashboard."""
-    from . import admin_api, api, cron_api, dashboard, metrics_route, openapi
+def create_app(rt, listen_host=None):
+    """The whole web app on one Bottle: JSON API, admin API, cron, metrics, OpenAPI,
+    dashboard. `listen_host` (--host) is accepted in Host like [web] host."""
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
-    app.config['mailq.runtime'] = rt
-    app.add_hook('before_request', lambda: check_auth(rt.config.web))
+    install_checks(app, rt, security.allowed_hosts(rt.config.web, listen_host))
     app.install(log_unexpected)
-    for routes in (api, openapi, metrics_route, cron_api, admin_api, dashboard):
+    for routes in ROUTES:
         routes.install(app, rt)
-    for code in (400, 401, 403, 404, 405, 409, 413, 422, 500, 503):
-        app.error(code)(lambda error: _json_error(error) if is_api()
+    for code in ERROR_CODES:
+        app.error(code)(lambda error: _json_error(error) if security.is_api()
                         else dashboard.error_page(rt, error.status_code, _message(error)))
     return app
+
+
+def install_checks(app, rt, allowed_hosts):
+    """Host first (before a login is even looked at), then the login, then the
+    cross-site and CSRF checks; the security headers go on every answer."""
+    web = rt.config.web
+    app.add_hook('before_request', lambda: check_host(allowed_hosts))
+    app.add_hook('before_request', lambda: require_auth(web))
+    app.add_hook('before_request', lambda: check_cross_site(rt))
+    app.add_hook('after_request', lambda: security.apply_headers(keep=True))
+
+
+def check_host(allowed_hosts):
+    """400 (JSON, on every path) for a Host that is not one of ours."""
+    reason = security.host_reason(allowed_hosts)
+    if reason:
+        security.apply_headers()
+        raise error_response(400, reason, {'header': 'Host'})
+
+
+def check_cross_site(rt):
+    """403 for a cross-site or CSRF-less state change: JSON for the API, a page otherwise."""
+    refused = security.guard(rt.config.web.secret)
+    if not refused:
+        return
+    status, reason = refused
+    if security.is_api():
+        security.apply_headers()
+        raise error_response(status, reason)
+    raise bottle.HTTPResponse(status=status, body=dashboard.error_page(rt, status, reason),
+                              headers=dict(bottle.response.headers))
 
 
 def _message(error):
@@ -76,32 +97,6 @@ def log_unexpected(callback):
                           bottle.request.path)
             raise bottle.HTTPError(500, 'internal error', exc) from None
     return wrapper
-
-
-def check_auth(web):
-    """Basic auth or `Authorization: Bearer <api_token>`; compared in constant time."""
-    if not web.has_auth or bottle.request.path in PUBLIC_PATHS:
-        return
-    header = bottle.request.get_header('Authorization', '')
-    scheme, _, value = header.partition(' ')
-    if scheme.lower() == 'bearer' and web.api_token:
-        if hmac.compare_digest(value.strip().encode(), web.api_token.encode()):
-            return
-    elif scheme.lower() == 'basic' and web.username:
-        try:
-            user, _, password = base64.b64decode(value.strip()).decode().partition(':')
-        except (ValueError, UnicodeDecodeError):
-            user, password = '', ''
-        user_ok = hmac.compare_digest(user.encode(), web.username.encode())
-        password_ok = hmac.compare_digest(password.encode(), web.password.encode())
-        if user_ok and password_ok:
-            return
-    challenge = {'WWW-Authenticate': 'Basic realm="mailq", charset="UTF-8"'}
-    if not is_api():    # the dashboard: an HTML page, and the browser asks for a login
-        raise bottle.HTTPResponse(status=401, body=unauthorized_page(),
-                                  headers={**challenge, **HEADERS,
-                                           'Content-Type': 'text/html; charset=utf-8'})
-    raise error_response(401, 'authentication required', headers=challenge)
 
 
 def is_loopback(host):
@@ -194,6 +189,43 @@ def serve(rt, host=None, port=None, threads=None):
     return bind(rt, host, port, threads)()
 
 
+def server_options(web, limits, threads=None):
+    """waitress's options. Half-sent requests cost a socket each, not a thread, so the
+    connection limit is high and idle connections are closed soon; poll() instead of
+    select(), which fails on a file descriptor above 1023. waitress drops
+    X-Forwarded-Proto unless it comes from [web] trusted_proxy."""
+    options = dict(threads=threads or web.threads, ident='mailq', _quiet=True,
+                   max_request_body_size=limits.max_body_bytes + 1024,
+                   connection_limit=web.connection_limit, channel_timeout=web.channel_timeout,
+                   cleanup_interval=web.cleanup_interval, backlog=web.backlog,
+                   asyncore_use_poll=True)
+    if web.trusted_proxy:   # the scheme the browser used, for the Origin check
+        options.update(trusted_proxy=web.trusted_proxy,
+                       trusted_proxy_headers={'x-forwarded-proto'})
+    return options
+
+
+def _raise_file_limit(connections):
+    """Let the process hold `connections` sockets (plus Redis and files): raise the
+    soft RLIMIT_NOFILE up to the hard one, and say so when that is not enough."""
+    import resource
+    need = connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < need:
+            log.warning('[web] connection_limit = %d, but only %d open files are allowed '
+                        '(ulimit -n); raise the limit or lower connection_limit',
+                        connections, target)
+
+
+def _host_warning(web, listen):
+    if listen.host in security.WILDCARD_BINDS and not web.allowed_hosts:
+        log.warning('listening on %s, but only loopback names are accepted in the Host '
+                    'header: list the names clients use in [web] allowed_hosts', listen.host)
+
+
 def bind(rt, host=None, port=None, threads=None):
     """Check and bind the address now, so a bad or busy one fails in the caller's thread
     as a config error; return the function that serves until interrupted."""
@@ -201,14 +233,16 @@ def bind(rt, host=None, port=None, threads=None):
     web = rt.config.web
     listen = check_bind(rt.config, host, port)
     _startup_warning(rt)
+    _host_warning(web, listen)
     _json_server_errors()
-    options = dict(threads=threads or web.threads, ident='mailq', _quiet=True,
-                   max_request_body_size=rt.config.limits.max_body_bytes + 1024)
+    _raise_file_limit(web.connection_limit)
+    options = server_options(web, rt.config.limits, threads)
     if web.processes > 1:
         return _swarm(rt, listen, web.processes, options)
     sock = listen.socket(reuse=False)
     log.info('web listening on http://%s:%s/', listen.host, sock.getsockname()[1])
-    return functools.partial(waitress.serve, create_app(rt), sockets=[sock], **options)
+    return functools.partial(waitress.serve, create_app(rt, listen.host), sockets=[sock],
+                             **options)
 
 
 def _swarm(rt, listen, processes, options):
@@ -227,7 +261,8 @@ def _swarm(rt, listen, processes, options):
 
     def child(index):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        waitress.serve(create_app(rt), sockets=[listen.socket()], **options)
+        waitress.serve(create_app(rt, listen.host), sockets=[listen.socket()],
+                       **options)
 
     def run():
         try:

@@ -6,7 +6,7 @@ CLI and the dashboard. The dicts they return are documented there.
 from ..cron import jobs
 from ..cron.validate import check_runtime
 from .api import api_route
-from .app import error_response, json_response
+from .responses import error_response, json_response
 
 
 def install(app, rt):

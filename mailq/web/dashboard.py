@@ -10,18 +10,24 @@ import functools
 import math
 import mimetypes
 import time
+import unicodedata
 from importlib import resources
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import bottle
 import jinja2
 
 from .. import admin, service
-from ..errors import Conflict, NotFound, Unavailable, ValidationError
+from ..errors import MailqError, Unavailable
+from ..store.states import ACTION_LABELS, ACTIONS, LISTS, QUEUE_LIST, QUEUED, route_pattern
+from ..templates import builtin_templates, template_loader
 from . import csrf, security
+from .params import days, paging
 
-LISTS = ('scheduled', 'retrying', 'dead', 'outbox')
-ERROR_STATUS = {ValidationError: 422, NotFound: 404, Conflict: 409, Unavailable: 503}
+# Any mail action routes; admin.act answers 422 for one the list does not allow.
+MAIL_VERBS = route_pattern(ACTIONS)
+QUEUE_VERBS = route_pattern(('pause', 'resume', 'clear') + QUEUE_LIST.actions)
+FLASH_PARAMS = ('did', 'n', 'skipped')
 DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Killed',
               'delete': 'Deleted', 'clear': 'Cleared', 'pause': 'Paused',
               'resume': 'Resumed', 'quiet': 'Asked to quiet', 'stop': 'Asked to stop',
@@ -30,29 +36,14 @@ DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Kille
 
 # -- templates
 
-def _template_root():
-    try:
-        from ..templates import builtin_templates
-        root = builtin_templates('dashboard')
-        if root.is_dir():
-            return root
-    except ImportError:
-        pass
-    return resources.files('mailq').parent / 'templates' / 'dashboard'
-
-
 @functools.lru_cache(maxsize=1)
 def environment():
-    try:
-        from ..templates import template_loader
-        loader = template_loader(_template_root())
-    except ImportError:
-        loader = jinja2.FileSystemLoader(str(_template_root()))
+    loader = template_loader(builtin_templates('dashboard'))
     env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True,
                              lstrip_blocks=True, auto_reload=False,
                              finalize=lambda value: '' if value is None else value)
     env.filters.update(ago=ago, duration=duration, filesize=filesize)
-    env.globals.update(page_url=page_url, labels=admin.ACTION_LABELS)
+    env.globals.update(page_url=page_url, labels=ACTION_LABELS)
     return env
 
 
@@ -143,8 +134,8 @@ def page(rt):
         def wrapper(*args, **kwargs):
             try:
                 return func(*args, **kwargs)
-            except tuple(ERROR_STATUS) as exc:
-                return error_page(rt, ERROR_STATUS[type(exc)], str(exc))
+            except MailqError as exc:
+                return error_page(rt, exc.http_status, str(exc))
         return wrapper
     return wrap
 
@@ -156,29 +147,41 @@ def action(rt):
         def wrapper(*args, **kwargs):
             try:
                 result = func(*args, **kwargs) or {}
-            except tuple(ERROR_STATUS) as exc:
-                return error_page(rt, ERROR_STATUS[type(exc)], str(exc))
+            except MailqError as exc:
+                return error_page(rt, exc.http_status, str(exc))
             return _redirect_back(result)
         return wrapper
     return wrap
 
 
+def safe_back(value):
+    """A path (and query) on this site to return to, else '/'. Browsers drop tabs and
+    newlines and read a backslash as a slash, so `/\t/evil.example` would leave the
+    site: refuse control characters, whitespace and backslashes outright, then
+    require no scheme and no host, and keep only the path and query."""
+    if not value or '\\' in value or any(
+            c.isspace() or unicodedata.category(c).startswith('C') for c in value):
+        return '/'
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith('/') \
+            or parts.path.startswith('//'):
+        return '/'
+    return parts.path + ('?' + parts.query if parts.query else '')
+
+
 def _redirect_back(result):
-    back = bottle.request.forms.get('back') or '/'
-    if not back.startswith('/') or back.startswith('//') or '\\' in back:
-        back = '/'
-    back = back.split('#')[0]
-    base, _, query = back.partition('?')
-    params = [p for p in query.split('&') if p and p.split('=')[0] not in ('did', 'n', 'skipped')]
+    """303 to the page the form came from, with the outcome for the flash line."""
+    base, _, query = safe_back(result.get('redirect') or bottle.request.forms.get('back')) \
+        .partition('?')
+    params = [p for p in query.split('&') if p and p.split('=')[0] not in FLASH_PARAMS]
     done = result.get('done')
     params += [f"did={quote(str(result.get('did', '')))}"]
     if isinstance(done, int):
         params.append(f'n={done}')
     if result.get('skipped'):
         params.append(f"skipped={len(result['skipped'])}")
-    target = result.get('redirect') or base
     security.apply_headers()
-    bottle.redirect(target + '?' + '&'.join(params), 303)
+    bottle.redirect(base + '?' + '&'.join(params), 303)
 
 
 def selected_ids():
@@ -222,24 +225,6 @@ def _nice(value):
 # -- routes
 
 def install(app, rt):
-    secret = rt.config.web.secret
-
-    @app.hook('before_request')
-    def guard():
-        refused = security.guard(secret)
-        if refused:
-            status, reason = refused
-            if security.is_api():
-                from .app import error_response
-                security.apply_headers()
-                raise error_response(status, reason)
-            raise bottle.HTTPResponse(status=status, body=error_page(rt, status, reason),
-                                      headers=dict(bottle.response.headers))
-
-    @app.hook('after_request')
-    def headers():
-        security.apply_headers(keep=True)
-
     @app.get('/static/<name>')
     def static(name):
         file = resources.files('mailq').joinpath('web', 'static', name)
@@ -253,8 +238,7 @@ def install(app, rt):
     @app.get('/')
     @page(rt)
     def overview():
-        days = bottle.request.query.get('days')
-        history = admin.history(rt, int(days) if days in ('7', '30', '90') else 30)
+        history = admin.history(rt, days())
         return render(rt, 'overview.html', days=len(history), chart=chart(history),
                       redis=admin.redis_info(rt), queues=admin.queues(rt))
 
@@ -282,11 +266,11 @@ def install(app, rt):
     @page(rt)
     def queue(name):
         info = next((q for q in admin.queues(rt) if q['name'] == name), None)
-        listing = admin.listing(rt, 'queue', *_paging(), queue=name)
-        return render(rt, 'list.html', kind='queue', listing=listing, info=info,
+        listing = admin.listing(rt, QUEUE_LIST.name, *paging(), queue=name)
+        return render(rt, 'list.html', kind=QUEUE_LIST.name, listing=listing, info=info,
                       title=f'Queue {name}', base=f'/queues/{name}')
 
-    @app.post('/queues/<name>/<verb:re:pause|resume|clear|delete>')
+    @app.post(f'/queues/<name>/<verb:re:{QUEUE_VERBS}>')
     @action(rt)
     def queue_action(name, verb):
         if verb in ('pause', 'resume'):
@@ -294,10 +278,10 @@ def install(app, rt):
             return {'did': verb}
         if verb == 'clear' or wants_all():
             return {'did': 'clear', 'done': admin.clear_queue(rt, name)['deleted']}
-        return {'did': 'delete', **admin.act(rt, 'queue', 'delete', selected_ids(),
-                                             queue=name)}
+        return {'did': verb, **admin.act(rt, QUEUE_LIST.name, verb, selected_ids(),
+                                         queue=name)}
 
-    for kind in LISTS:
+    for kind in LISTS.values():
         _install_list(app, rt, kind)
 
     @app.get('/mails/<mail_id>')
@@ -310,15 +294,15 @@ def install(app, rt):
     @page(rt)
     def raw(mail_id):
         data = admin.raw_message(rt, mail_id)
-        return _download(data, f'{mail_id}.eml', 'message/rfc822')
+        return security.download(data, f'{mail_id}.eml', 'message/rfc822')
 
     @app.get('/mails/<mail_id>/attachments/<index:int>')
     @page(rt)
     def download(mail_id, index):
         filename, _, data = admin.attachment(rt, mail_id, index)
-        return _download(data, filename, 'application/octet-stream')
+        return security.download(data, filename, 'application/octet-stream')
 
-    @app.post('/mails/<mail_id>/<verb:re:enqueue|retry|kill|delete>')
+    @app.post(f'/mails/<mail_id>/<verb:re:{MAIL_VERBS}>')
     @action(rt)
     def mail_action(mail_id, verb):
         return {'did': verb, **admin.mail_action(rt, mail_id, verb)}
@@ -343,43 +327,27 @@ def install(app, rt):
 
 
 def _install_list(app, rt, kind):
-    @app.get(f'/{kind}', name=f'list_{kind}')
+    """The page of one list, and its actions (states.py's; admin.act checks the list's)."""
+    @app.get(f'/{kind.name}', name=f'list_{kind.name}')
     @page(rt)
     def listing():
-        data = admin.listing(rt, kind, *_paging())
-        return render(rt, 'list.html', kind=kind, listing=data, info=None,
-                      title=kind.capitalize(), base=f'/{kind}')
+        data = admin.listing(rt, kind.name, *paging())
+        return render(rt, 'list.html', kind=kind.name, listing=data, info=None,
+                      title=kind.name.capitalize(), base=f'/{kind.name}')
 
-    @app.post(f'/{kind}/<verb>', name=f'act_{kind}')
+    @app.post(f'/{kind.name}/<verb:re:{MAIL_VERBS}>', name=f'act_{kind.name}')
     @action(rt)
     def act(verb):
-        result = admin.act(rt, kind, verb, None if wants_all() else selected_ids(),
+        result = admin.act(rt, kind.name, verb, None if wants_all() else selected_ids(),
                            everything=wants_all())
         return {'did': verb, **result}
 
 
 def list_url(rt, mail):
     """The list a mail shows up in, where Delete on its page returns to."""
-    status = mail['status']
-    if status == 'queued':
+    if mail['status'] == QUEUED:
         return f"/queues/{mail['queue']}"
-    if status in ('scheduled', 'retrying', 'dead'):
-        return f'/{status}'
-    return '/outbox' if status == 'sent' and rt.config.smtp.transport == 'outbox' else '/'
-
-
-def _paging():
-    query = bottle.request.query
-    return query.get('page') or 1, query.getunicode('q') or ''
-
-
-def _download(data, filename, content_type):
-    """Mail parts are downloads, never rendered in the dashboard's origin."""
-    safe = ''.join(c for c in filename if c.isalnum() or c in '._- ')[:100] or 'download'
-    security.apply_headers()
-    bottle.response.content_type = content_type
-    bottle.response.set_header('Content-Disposition',
-                               f"attachment; filename=\"{safe}\"; filename*=UTF-8''"
-                               f"{quote(filename[:200])}")
-    bottle.response.set_header('Content-Security-Policy', "sandbox; default-src 'none'")
-    return data
+    kind = next((k for k in LISTS.values() if k.state == mail['status']), None)
+    if kind is None or (kind.name == 'outbox' and rt.config.smtp.transport != 'outbox'):
+        return '/'
+    return f'/{kind.name}'

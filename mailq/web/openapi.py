@@ -3,7 +3,7 @@
 Built from the running config, so the limits it states (recipients, batch size,
 body size) are the ones the server enforces. Clients and fuzzers read it.
 """
-from .app import json_response
+from .responses import json_response
 
 ADDRESSES = {'oneOf': [{'type': 'string'}, {'type': 'array', 'items': {'type': 'string'}}]}
 ERROR = {'type': 'object', 'required': ['error', 'details'],
@@ -50,6 +50,7 @@ def document(config):
         'send_at': {'type': ['string', 'null']}, 'duplicate': {'type': 'boolean'}}}
     body_errors = ((400, 'malformed JSON'), (401, 'authentication required'),
                    (413, f'body larger than {limits.max_body_bytes} bytes'),
+                   (415, 'Content-Type is not application/json'),
                    (422, 'invalid mail; details name the field'), (503, 'Redis unreachable'))
     mail_id = [{'name': 'mail_id', 'in': 'path', 'required': True, 'schema': {'type': 'string'}}]
     return {
@@ -97,7 +98,8 @@ def document(config):
                                    'responses': _answers(200, {'type': 'object'},
                                                          (401, 'authentication'),
                                                          (503, 'Redis down'))}},
-            '/healthz': {'get': {'summary': 'Redis reachable? Persistence on?',
+            '/healthz': {'get': {'summary': 'Redis reachable? Persistence on? (details only '
+                                            'for an authenticated caller)',
                                  'operationId': 'health', 'security': [{}],
                                  'responses': _answers(200, {'type': 'object'},
                                                        (503, 'Redis unreachable'))}},

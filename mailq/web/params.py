@@ -1,0 +1,22 @@
+"""Query parameters that the pages and the JSON API read the same way."""
+import bottle
+
+from ..errors import ValidationError
+
+HISTORY_DAYS = (7, 30, 90)
+
+
+def paging():
+    """(page, filter) of a list URL; admin.listing checks the page number."""
+    query = bottle.request.query
+    return query.get('page') or 1, query.getunicode('q') or ''
+
+
+def days():
+    """?days= of the history: 7, 30 or 90 (default 30); anything else is a 422,
+    on the overview page as in the API, rather than silently another range."""
+    raw = bottle.request.query.get('days', '30')
+    if raw not in {str(d) for d in HISTORY_DAYS}:     # no int(): '²' and 5000 digits
+        raise ValidationError('days', 'must be ' + ', '.join(map(str, HISTORY_DAYS[:-1]))
+                              + f' or {HISTORY_DAYS[-1]}')
+    return int(raw)

@@ -1,0 +1,81 @@
+"""The web layer's structure (issue 10, item 2), called through WSGI on a real Redis:
+each error carries its HTTP status, and the security checks belong to app.py."""
+import io
+import json
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from mailq import errors
+from mailq.config import load
+from mailq.runtime import Runtime
+from mailq.web import admin_api, api, app as web_app, dashboard
+from mailq.web.api import api_route
+
+
+class Gone(errors.NotFound):
+    """A subclass nobody listed anywhere: it must still be a 404."""
+
+
+def wsgi(application, method, path, body=b'', **headers):
+    """(status code, headers, body text) of one request through the WSGI interface."""
+    environ = {'REQUEST_METHOD': method, 'PATH_INFO': path, 'wsgi.input': io.BytesIO(body),
+               'CONTENT_LENGTH': str(len(body))}
+    environ.update({'HTTP_' + k.upper(): v for k, v in headers.items()})
+    if 'HTTP_CONTENT_TYPE' in environ:
+        environ['CONTENT_TYPE'] = environ.pop('HTTP_CONTENT_TYPE')
+    setup_testing_defaults(environ)
+    answer = {}
+    chunks = application(environ, lambda status, hdrs, *_: answer.update(
+        status=int(status.split()[0]), headers=dict(hdrs)))
+    return answer['status'], answer['headers'], b''.join(chunks).decode()
+
+
+@pytest.fixture
+def rt(tmp_ini, redis_url):
+    return Runtime(load(str(tmp_ini(redis={'url': redis_url}))))
+
+
+def test_every_error_class_carries_its_status():
+    assert [cls('f', 'm').http_status if cls is errors.ValidationError else cls('m').http_status
+            for cls in (errors.ValidationError, errors.NotFound, errors.Conflict,
+                        errors.Unavailable, errors.ConfigError)] == [422, 404, 409, 503, 500]
+    assert Gone('x').http_status == 404
+
+
+def test_a_subclass_gets_its_parents_status_in_the_api():
+    @api_route
+    def route():
+        raise Gone('no such thing')
+    answer = route()
+    assert answer.status_code == 404
+    assert json.loads(answer.body) == {'error': 'no such thing', 'details': {}}
+
+
+def test_a_subclass_gets_its_parents_status_on_a_page(rt):
+    """Today's ERROR_STATUS[type(exc)] raised KeyError here, so the page was a 500."""
+    application = web_app.create_app(rt)
+
+    @application.get('/gone')
+    @dashboard.page(rt)
+    def gone():
+        raise Gone('that one is gone')
+    status, headers, html = wsgi(application, 'GET', '/gone')
+    assert status == 404 and headers['Content-Type'].startswith('text/html')
+    assert 'that one is gone' in html
+
+
+def test_the_api_is_guarded_without_the_dashboard(rt, monkeypatch):
+    """CSRF and Origin checks come from app.py, not from installing the dashboard."""
+    monkeypatch.setattr(web_app, 'ROUTES', (api, admin_api))
+    application = web_app.create_app(rt)
+    assert not any(route.rule == '/' for route in application.routes)
+    status, _, body = wsgi(application, 'POST', '/api/queues/default/pause',
+                           cookie='mailq_session=' + 'x' * 40)
+    assert status == 403 and 'CSRF' in json.loads(body)['error']
+    status, _, body = wsgi(application, 'POST', '/api/queues/default/pause',
+                           origin='https://evil.example')
+    assert status == 403 and 'cross-site' in json.loads(body)['error']
+    status, headers, _ = wsgi(application, 'POST', '/api/queues/default/pause')
+    assert status == 200 and headers['X-Frame-Options'] == 'DENY'
+    assert rt.redis.sismember(rt.keys.paused, 'default')
