@@ -81,8 +81,11 @@ def _accepted(rt, mail, result, request_hash):
         return {'id': earlier.id, 'status': earlier.status, 'queue': earlier.queue,
                 'send_at': iso(earlier.send_at), 'duplicate': True}
     scheduled = mail.send_at is not None and mail.send_at > time.time()
-    return {'id': mail.id, 'status': 'scheduled' if scheduled else 'queued',
-            'queue': mail.queue, 'send_at': iso(mail.send_at)}
+    status = 'scheduled' if scheduled else 'queued'
+    if result.all_suppressed:
+        status = 'suppressed'       # every recipient is suppressed: stored, never sent
+    return {'id': mail.id, 'status': status, 'queue': mail.queue,
+            'send_at': iso(mail.send_at), 'suppressed': list(dict.fromkeys(result.suppressed))}
 
 
 def get_mail(rt, mail_id):
@@ -99,7 +102,7 @@ def cancel(rt, mail_id):
         result = rt.store.cancel(mail_id)
     if result == 'missing':
         raise NotFound(f'no mail {mail_id!r}')
-    if result in ('sent', 'sending'):
+    if result in ('sent', 'sending', 'suppressed'):
         raise Conflict(f'mail {mail_id} is already {result}')
     return {'id': mail_id, 'status': 'cancelled'}
 

@@ -18,9 +18,10 @@ from ..errors import Conflict
 from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
                          task_queue)
 from .cron import CronState
+from .hooks import Events, Suppressions
 from .record import MailRecord
 from .scripts import Scripts
-from .states import FINAL_STATES, RETRYING, DEAD
+from .states import FINAL_STATES, RETRYING, DEAD, SENT
 from .stats import Stats
 from .workers import Workers
 
@@ -49,9 +50,12 @@ def today(now=None):
 
 @dataclass(frozen=True)
 class Accepted:
-    """What accept.lua answered: a new mail, or the earlier one of its idempotency key."""
+    """What accept.lua answered: a new mail, or the earlier one of its idempotency key;
+    the recipients it left off the envelope because they are suppressed."""
     id: str
     new: bool
+    suppressed: tuple = ()
+    all_suppressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Store:
         self.workers = Workers(client, keys)
         self.stats = Stats(client, keys)
         self.cron = CronState(client, keys, self.scripts)
+        self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
+        self.suppressions = Suppressions(client, keys, self.scripts)
 
     def queue(self, name):
         return Queue(self.redis, self.keys, self.scripts, name)
@@ -102,12 +108,15 @@ class Store:
         fields = mail.record_fields(status=status, task=task)
         if request_hash:
             fields['request_hash'] = request_hash
-        args = [mail.id, self.limits.idempotency_ttl, mode, score, task]
+        events = self.events
+        args = [mail.id, self.limits.idempotency_ttl, mode, score, task, time.time(),
+                self.worker_config.keep_sent_days * 86400, len(events.streams),
+                *events.subscriptions]
         for name, value in fields.items():
             args += [name, value]
         reply = self.scripts.accept(
-            keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue)], args=args,
-            client=pipe or self.redis)
+            keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
+                  *events.streams], args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
     def accept_all(self, items):
@@ -155,7 +164,8 @@ class Store:
 
     def take(self, worker_id, queue_order, busy_field, now=None):
         """Reliable fetch (fetch.lua), then the claim of its mail (claim.lua):
-        (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts).
+        (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts,
+        recipients suppressed since the mail was accepted).
         Between the two the task is in the in-flight list, so a crash loses nothing."""
         keys = self.keys
         fetch_keys = [keys.inflight(worker_id), keys.paused, keys.busy(worker_id)] + \
@@ -167,12 +177,14 @@ class Store:
             queue, task = fetched[0].decode(), fetched[1]
             mail_id = task_mail_id(task) or '-'
             claim = self.scripts.claim(
-                keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
+                keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
+                      keys.suppressed],
                 args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
                       *FINAL_STATES])
             if claim:
-                sender, rcpts, raw, attempts = claim
-                return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
+                sender, rcpts, raw, attempts, suppressed = claim
+                return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts),
+                                     json.loads(suppressed) if suppressed else [])
         return None
 
     def wait_for_work(self, queue_order, timeout):
@@ -180,9 +192,14 @@ class Store:
         self.redis.blpop([self.keys.wake(q) for q in queue_order], timeout=timeout)
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
-               next_at=0, new_task='', rcpts='', outbox=False, now=None):
+               next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
+               suppress=None, refused_for_good=False, suppressed_now=()):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
-        given, narrows the envelope to the recipients still owed the mail."""
+        given, narrows the envelope to the recipients still owed the mail. In the same
+        script: `suppress` ({normalised address: info}) goes on the suppression list,
+        `suppressed_now` (recipients found suppressed at delivery) is noted on the
+        record, and the outcome's event is written for the endpoints that take it;
+        `event` is {'recipients': [...], 'code', 'reply'} for its body."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -191,17 +208,26 @@ class Store:
             target, score = keys.retry, next_at
         elif outcome == DEAD:
             target, score = keys.dead, now
-        elif outbox:
+        elif outbox and outcome == SENT:
             target, score = keys.outbox, now
         else:
             keep = cfg.keep_sent_days * 86400
+        events = self.events
+        event = event or {}
         return self.scripts.finish(
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
-                  keys.stat('deliveries'), keys.stat('duration')],
+                  keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
+                  keys.suppressed_order, *events.streams],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
-                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts])
+                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
+                  f'mail.{outcome}', json.dumps(event['recipients']) if event else '',
+                  event.get('code') or 0, event.get('reply') or '',
+                  json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
+                  else '', '1' if refused_for_good else '',
+                  json.dumps(list(suppressed_now)) if suppressed_now else '',
+                  len(events.streams), *events.subscriptions])
 
     def release(self, mail_id, task, queue, worker_id, busy_field):
         """Give a fetched but unfinished task back to its queue, to be fetched next."""
@@ -240,9 +266,11 @@ class Store:
         count = 0
         while True:
             tasks = self.redis.lrange(keys.inflight(worker_id), 0, CHUNK - 1)
+            events = self.events
             script_keys = [keys.inflight(worker_id), keys.busy(worker_id),
-                           keys.worker(worker_id), keys.workers, keys.dead]
-            args = [worker_id, MAX_INTERRUPTIONS, now or time.time()]
+                           keys.worker(worker_id), keys.workers, keys.dead, *events.streams]
+            args = [worker_id, MAX_INTERRUPTIONS, now or time.time(), len(events.streams),
+                    *events.subscriptions]
             for task in tasks:
                 mail_id = task_mail_id(task) or '-'
                 queue = task_queue(task) or self.worker_config.default_queue
@@ -315,11 +343,12 @@ class Store:
         keys = self.keys
         for _ in range(10):
             queue = (self.redis.hget(keys.record(mail_id), 'queue') or b'').decode()
+            events = self.events
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                      keys.schedule, keys.retry, keys.dead, keys.outbox],
+                      keys.schedule, keys.retry, keys.dead, keys.outbox, *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
-                      mail_id, queue]).decode()
+                      mail_id, queue, len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
                 return reply
         return 'moved'
@@ -343,8 +372,11 @@ class Store:
     def kill(self, ids, now=None):
         """Move retrying mails to dead now. Returns the ids killed."""
         now = now or time.time()
-        keys = [self.keys.retry, self.keys.dead] + [self.keys.record(i) for i in ids]
-        killed = [i.decode() for i in self.scripts.admin_kill(keys=keys, args=[now, *ids])]
+        events = self.events
+        keys = [self.keys.retry, self.keys.dead, *events.streams] + \
+            [self.keys.record(i) for i in ids]
+        killed = [i.decode() for i in self.scripts.admin_kill(
+            keys=keys, args=[now, len(events.streams), *events.subscriptions, *ids])]
         self.trim(now)
         return killed
 
@@ -368,5 +400,7 @@ def reused_key(key, used_by):
 
 def accepted(reply):
     """The Accepted of an accept.lua reply."""
+    suppressed = reply[2] if len(reply) > 2 else b''
     return Accepted(reply[1].decode() if isinstance(reply[1], bytes) else reply[1],
-                    int(reply[0]) == 1)
+                    int(reply[0]) == 1, tuple(json.loads(suppressed)) if suppressed else (),
+                    len(reply) > 3 and int(reply[3]) == 1)

@@ -37,13 +37,13 @@ def error_response(status, message, details=None, headers=None):
 
 def create_app(rt):
     """The whole web app on one Bottle: JSON API, admin API, cron, metrics, OpenAPI, dashboard."""
-    from . import admin_api, api, cron_api, dashboard, metrics_route, openapi
+    from . import admin_api, api, cron_api, dashboard, metrics_route, openapi, webhooks_api
     app = bottle.Bottle(catchall=True)
     app.config['json.enable'] = False
     app.config['mailq.runtime'] = rt
     app.add_hook('before_request', lambda: check_auth(rt.config.web))
     app.install(log_unexpected)
-    for routes in (api, openapi, metrics_route, cron_api, admin_api, dashboard):
+    for routes in (api, openapi, metrics_route, cron_api, admin_api, dashboard, webhooks_api):
         routes.install(app, rt)
     for code in (400, 401, 403, 404, 405, 409, 413, 422, 500, 503):
         app.error(code)(lambda error: _json_error(error) if is_api()
