@@ -106,8 +106,6 @@ def list_suppressions(rt, page=1, query=''):
     store = rt.store.suppressions
     with redis_errors():
         addresses = store.addresses()
-        if needle:
-            addresses = [a for a in addresses if needle in a]
         infos = [i for i in store.many(addresses) if active(i, now)]
     if needle:
         infos = [i for i in infos if needle in i['address'] or needle in i.get('unicode', '')]
