@@ -75,7 +75,8 @@ local n = tonumber(ARGV[22])
 if n > 0 then
   local etype = ARGV[15]
   if ARGV[20] == '1' then redis.call('HSET', KEYS[1], 'partly', '1') end
-  if etype == 'mail.sent' and redis.call('HEXISTS', KEYS[1], 'partly') == 1 then
+  if etype == 'mail.sent' and (redis.call('HEXISTS', KEYS[1], 'partly') == 1
+                               or redis.call('HEXISTS', KEYS[1], 'suppressed') == 1) then
     etype = 'mail.partly_sent'
   end
   emit(etype, KEYS[1], ARGV[4], {'recipients', ARGV[16], 'code', ARGV[17], 'reply', ARGV[18]},
