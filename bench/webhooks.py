@@ -58,14 +58,20 @@ def main(argv=None):
             without.append(mailq_run(env, rt, count, ['-w', str(THREADS)])['rate'])
             env.ini.write_text(hooked)
             receiver.times.clear()
-            started = time.monotonic()
             result = mailq_run(env, rt, count, ['-w', str(THREADS)])
-            got = receiver.wait(count)
             with_hooks.append(result['rate'])
-            assert got >= count, f'{got} of {count} events arrived'
-            event_rates.append(round((got - 1) / (receiver.times[-1] - receiver.times[0]), 1))
             assert not result['problems'], result['problems']
-            del started
+            during = len(receiver.times)
+            # mailq_run stops the worker once the mails are recorded; the events still
+            # waiting go out with the next worker (none is lost).
+            drain = env.mailq('worker', '-w', '1')
+            try:
+                got = receiver.wait(count)
+            finally:
+                env.stop(drain)
+            assert got >= count, f'{got} of {count} events arrived'
+            first = receiver.times[0]
+            event_rates.append(round((during - 1) / (receiver.times[during - 1] - first), 1))
     finally:
         env.ini.write_text(plain_ini)
         env.close()
@@ -73,7 +79,7 @@ def main(argv=None):
     print(f'delivery without webhooks: {without} mails/s (best {best})')
     print(f'delivery with one endpoint: {with_hooks} mails/s (best {max(with_hooks)}, '
           f'{max(with_hooks) / best:.0%} of without)')
-    print(f'events delivered: {event_rates} events/s')
+    print(f'events delivered while delivering: {event_rates} events/s (every event arrived)')
 
 
 if __name__ == '__main__':
