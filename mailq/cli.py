@@ -11,6 +11,7 @@
     mailq stats
     mailq check [--defaults]
     mailq cron [run|pause|resume NAME] [--json]
+    mailq suppress list|add|remove [ADDRESS] [--reason R] [--json]
 """
 import argparse
 import json
@@ -80,6 +81,13 @@ def build_parser():
                       default='list')
     cron.add_argument('name', nargs='?', help='job name (the NAME of [cron:NAME])')
     cron.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    suppress = sub.add_parser('suppress', parents=[common],
+                              help='list the suppression list; add or remove an ADDRESS')
+    suppress.add_argument('action', choices=('list', 'add', 'remove'))
+    suppress.add_argument('address', nargs='?', help='the address (add, remove); a filter (list)')
+    suppress.add_argument('--reason', help='with add: why (default: manual)')
+    suppress.add_argument('--page', type=int, default=1, help='with list: the page (25 a page)')
+    suppress.add_argument('--json', action='store_true', help='print JSON instead of lines')
     return parser
 
 
@@ -260,8 +268,28 @@ def cmd_cron(config, args):
     return cmd_cron(config, args)
 
 
+def cmd_suppress(config, args):
+    from . import suppression
+    from .runtime import Runtime
+    rt = Runtime(config)
+    if args.action == 'list':
+        result = suppression.list_suppressions(rt, args.page, args.address or '')
+        if args.json:
+            print(json.dumps(result, indent=2))
+        for row in [] if args.json else result['rows']:
+            print(f"{row['address']}\t{row['reason']}\t{row['until'] or 'no end'}\t"
+                  f"{row['reply'] or ''}")
+        return 0
+    if not args.address:
+        raise ValidationError('address', f'suppress {args.action} needs an ADDRESS')
+    result = (suppression.add(rt, args.address, args.reason) if args.action == 'add'
+              else suppression.remove(rt, args.address))
+    print(json.dumps(result) if args.json else f"{args.action}: {result['address']}")
+    return 0
+
+
 COMMANDS = {'web': cmd_web, 'worker': cmd_worker, 'run': cmd_run, 'send': cmd_send,
-            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron}
+            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron, 'suppress': cmd_suppress}
 
 if __name__ == '__main__':
     sys.exit(main())

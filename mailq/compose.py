@@ -23,7 +23,10 @@ from .errors import ValidationError
 from .templates import RenderError
 
 FIELDS = {'to', 'cc', 'bcc', 'from', 'reply_to', 'subject', 'text', 'html', 'template',
-          'context', 'headers', 'attachments', 'queue', 'send_at', 'delay', 'idempotency_key'}
+          'context', 'headers', 'attachments', 'queue', 'send_at', 'delay', 'idempotency_key',
+          'metadata'}
+# `metadata`: the app's own JSON object, carried in every webhook (Postmark's Metadata).
+MAX_METADATA_BYTES = 1024
 RESERVED_HEADERS = {'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date', 'message-id',
                     'mime-version', 'content-type', 'content-transfer-encoding', 'sender'}
 HEADER_NAME = re.compile(r'^[!-9;-~]{1,76}$')
@@ -62,9 +65,10 @@ class Mail:
     template: str = None
     attachments: int = 0
     created_at: float = 0.0
+    metadata: str = ''              # compact JSON of the `metadata` object, '' for none
 
     def record_fields(self, status, task):
-        return {
+        fields = {
             'id': self.id, 'status': status, 'queue': self.queue, 'task': task,
             'attempts': 0, 'created_at': self.created_at, 'send_at': self.send_at or '',
             'message_id': self.message_id, 'from': self.sender,
@@ -72,6 +76,12 @@ class Mail:
             'subject': self.subject, 'template': self.template or '',
             'attachments': self.attachments, 'raw': self.raw,
         }
+        # New fields are written only when set: records stay as small as before.
+        if self.metadata:
+            fields['metadata'] = self.metadata
+        if self.idempotency_key:
+            fields['idempotency_key'] = self.idempotency_key
+        return fields
 
 
 def new_mail_id():
@@ -110,6 +120,7 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
     key = idempotency_key or _text(data, 'idempotency_key', required=False)
     if key is not None and (not key or len(key) > 200 or not key.isprintable()):
         raise ValidationError('idempotency_key', 'must be 1 to 200 printable characters')
+    metadata = parse_metadata(data.get('metadata'))
 
     domain = sender[1].rsplit('@', 1)[1]
     message_id = email.utils.make_msgid(domain=domain)
@@ -129,7 +140,27 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
     return Mail(id=new_mail_id(), message_id=message_id, sender=sender[1],
                 recipients=recipients, to=[_display(a) for a in to], subject=subject,
                 queue=queue, raw=raw, send_at=send_at, idempotency_key=key,
-                template=template, attachments=len(attachments), created_at=now)
+                template=template, attachments=len(attachments), created_at=now,
+                metadata=metadata)
+
+
+def parse_metadata(value, field='metadata'):
+    """The compact JSON text of a `metadata` object of at most 1 KB ('' for none)."""
+    if value is None:
+        return ''
+    if not isinstance(value, dict):
+        raise ValidationError(field, 'must be a JSON object')
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
+    except (ValueError, TypeError):
+        raise ValidationError(field, 'must be plain JSON') from None
+    try:
+        size = len(text.encode('utf-8'))
+    except UnicodeEncodeError:
+        raise ValidationError(field, 'must be valid Unicode (a lone surrogate)') from None
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError(field, f'larger than {MAX_METADATA_BYTES} bytes as JSON')
+    return text if value else ''
 
 
 def _with_attachments(fields, text, html, attachments):

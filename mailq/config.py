@@ -297,10 +297,65 @@ class CronJobConfig:
               'to': _str, 'context': _json_object, 'queue': _str, 'catch_up': _int(0)}
 
 
+EVENT_TYPES = ('mail.sent', 'mail.partly_sent', 'mail.retrying', 'mail.dead',
+               'mail.suppressed', 'mail.cancelled')
+
+
+def _event_list(raw):
+    """`mail.sent, mail.dead` (or `*` / empty: every type) -> a tuple of types."""
+    names = tuple(p for p in re.split(r'[\s,]+', raw.strip()) if p)
+    if not names or names == ('*',):
+        return EVENT_TYPES
+    for name in names:
+        if name not in EVENT_TYPES:
+            raise ValueError(f'unknown event {name!r}')
+    return tuple(dict.fromkeys(names))
+
+
+_event_list.allowed = 'a comma-separated list of ' + ', '.join(EVENT_TYPES) + ' (or *)'
+
+
+def _http_url(raw):
+    value = raw.strip()
+    if not re.match(r'^https?://[^/\s]+', value) or any(c.isspace() for c in value):
+        raise ValueError('must be an http:// or https:// URL')
+    return value
+
+
+_http_url.allowed = 'an http:// or https:// URL'
+
+
+@dataclass(frozen=True)
+class SuppressionConfig:
+    days: int = 30              # how long an automatic suppression lasts
+    policy: bool = False        # also suppress on policy and spam refusals (5.7.x)
+
+    _parse = {'days': _int(1), 'policy': _bool}
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One [webhook:NAME] endpoint. URLs come from the config only, never the API."""
+    name: str
+    url: str = ''
+    secret: str = ''
+    events: tuple = EVENT_TYPES
+    timeout: float = 10.0
+    retry_base: float = 10.0          # first retry after this, then doubling
+    retry_max_delay: float = 3600.0   # at most this between two attempts
+    retry_for: float = 3 * 86400.0    # then the event is given up (Stripe: 3 days)
+    pause_after: int = 10             # failures in a row that pause the endpoint
+
+    _parse = {'url': _http_url, 'secret': _str, 'events': _event_list,
+              'timeout': _float(0.1), 'retry_base': _float(0.1),
+              'retry_max_delay': _float(0.1), 'retry_for': _float(3 * 86400.0),
+              'pause_after': _int(1)}
+
+
 SECTIONS = {
     'redis': RedisConfig, 'worker': WorkerConfig, 'smtp': SMTPConfig, 'web': WebConfig,
     'templates': TemplatesConfig, 'limits': LimitsConfig, 'log': LogConfig,
-    'mailq': MailqConfig, 'cron': CronDefaults,
+    'mailq': MailqConfig, 'cron': CronDefaults, 'suppression': SuppressionConfig,
 }
 
 
@@ -317,6 +372,8 @@ class Config:
     mailq: MailqConfig
     cron: CronDefaults
     cron_jobs: tuple = ()
+    suppression: SuppressionConfig = SuppressionConfig()
+    webhooks: tuple = ()            # WebhookConfig, one per [webhook:NAME]
     from_environment: tuple = ()    # ((section, key, '$MAILQ_...'), ...): values set there
     file_found: bool = True         # False: no -c, no $MAILQ_CONFIG, and no ./mailq.ini
 
@@ -338,6 +395,7 @@ class Config:
     def secrets(self):
         """Values that must never appear in a log line or a page."""
         values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
+        values += [hook.secret for hook in self.webhooks]
         values += redis_passwords(self.redis.url)
         return [v for v in values if v]
 
@@ -377,9 +435,9 @@ def load(path=None, environ=None):
         raise ConfigError('config file not found', source)
 
     for name in parser.sections():
-        if name not in SECTIONS and not name.startswith('cron:'):
-            raise ConfigError(f'unknown section (known: {", ".join(SECTIONS)}, cron:NAME)',
-                              source, name)
+        if name not in SECTIONS and not name.startswith(('cron:', 'webhook:')):
+            raise ConfigError(f'unknown section (known: {", ".join(SECTIONS)}, cron:NAME, '
+                              f'webhook:NAME)', source, name)
 
     from_env = {name: _env_values(environ, name) for name in SECTIONS}
     built = {name: _build(cls, {**_file_values(parser, source, name), **from_env[name]})
@@ -387,14 +445,33 @@ def load(path=None, environ=None):
     jobs = tuple(_build(CronJobConfig, _file_values(parser, source, name),
                         name=name.split(':', 1)[1].strip())
                  for name in parser.sections() if name.startswith('cron:'))
+    hooks = _webhooks(parser, source)
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
-    config = Config(source=source, cron_jobs=jobs, **built, file_found=path.exists(),
+    config = Config(source=source, cron_jobs=jobs, webhooks=hooks, **built,
+                    file_found=path.exists(),
                     from_environment=tuple((section, key, where[0])
                                            for section, values in from_env.items()
                                            for key, (_, where) in values.items()))
     _check_cross_fields(config)
     return config
+
+
+def _webhooks(parser, source):
+    """The [webhook:NAME] sections; url and secret are required."""
+    hooks = []
+    for section in parser.sections():
+        if not section.startswith('webhook:'):
+            continue
+        name = section.split(':', 1)[1].strip()
+        if not QUEUE_NAME.match(name):
+            raise ConfigError('bad endpoint name (letters, digits, _ . -)', source, section)
+        hook = _build(WebhookConfig, _file_values(parser, source, section), name=name)
+        for key in ('url', 'secret'):
+            if not getattr(hook, key):
+                raise ConfigError('is required', source, section, key)
+        hooks.append(hook)
+    return tuple(hooks)
 
 
 def _relative_to(base, path):

@@ -14,15 +14,18 @@ import redis
 from .fetch import busy_field
 from .redisconn import is_outage, outage_text
 from .retry import gives_up, retry_delay
-from .store.states import DEAD, RETRYING, SENT
+from .store.states import DEAD, RETRYING, SENT, SUPPRESSED
+from .suppression import automatic as automatic_suppressions
 from .transport import Delivery
 
 log = logging.getLogger('mailq.worker')
 
 
 class Processor:
-    def __init__(self, store, transport, worker_config, log_config, new_task, worker_id):
+    def __init__(self, store, transport, worker_config, log_config, new_task, worker_id,
+                 suppression_config=None):
         self.store = store
+        self.suppression = suppression_config
         self.transport = transport
         self.cfg = worker_config
         self.full_recipients = log_config.recipients == 'full'
@@ -37,7 +40,11 @@ class Processor:
         with `then_fetch` (a queue order) fetch the thread's next task in the same call.
         Returns (outcome, (queue, task) fetched or None)."""
         busy = self.busy_field()
-        sender, recipients, raw, attempts = claim
+        sender, recipients, raw, attempts, suppressed = claim
+        if suppressed:      # suppressed since it was accepted: left off the envelope
+            recipients = [r for r in recipients if r not in suppressed]
+            if not recipients:
+                return self._all_suppressed(mail_id, queue, task, busy, suppressed, then_fetch)
         started = time.monotonic()
         try:
             delivery = self.transport.send(sender, recipients, raw)
@@ -62,18 +69,63 @@ class Processor:
         # Only the recipients still owed the mail stay on its envelope, so a retry
         # never sends a second copy to those who have it.
         rcpts = json.dumps(owed) if owed and owed != recipients else ''
+        # Bad addresses go on the suppression list, in the script that records the outcome.
+        suppress = automatic_suppressions(
+            {r: v for r, v in delivery.refused.items() if v[0] >= 500}, mail_id,
+            self.suppression, attempt['at']) if delivery.refused and self.suppression else None
+        refused_for_good = bool(suppressed) or any(
+            code >= 500 for code, _ in delivery.refused.values())
+        event = self._event(delivery, outcome, recipients, suppressed) \
+            if self.store.events.on else None
         # The mail went out (or failed): its outcome must be recorded, however long
         # Redis is away, or the mail would be sent again. A write repeated because
         # its reply was lost is recognised by its time and recorded once.
         _, fetched = _until_redis_answers(lambda: self.store.finish(
             mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
             next_at=next_at, new_task=new_task, rcpts=rcpts, now=attempt['at'],
-            outbox=getattr(self.transport, 'keeps_mail', False), then_fetch=then_fetch),
+            outbox=getattr(self.transport, 'keeps_mail', False), event=event,
+            suppress=suppress, refused_for_good=refused_for_good, suppressed_now=suppressed,
+            then_fetch=then_fetch),
             f'record the outcome of mail {mail_id}')
         # Not last_error: it names refused recipients, which the log may not show in full.
         self._log(mail_id, queue, recipients, outcome, attempt['code'],
                   '' if delivery.ok else delivery.outcome_text, duration)
         return outcome, fetched
+
+    def _all_suppressed(self, mail_id, queue, task, busy, suppressed, then_fetch):
+        """Every recipient was suppressed while the mail waited: it ends `suppressed`,
+        never sent."""
+        reply = 'every recipient is on the suppression list'
+        attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': SUPPRESSED,
+                   'code': 0, 'reply': reply, 'duration': 0}
+        event = {'recipients': [{'address': r, 'outcome': 'suppressed', 'code': None,
+                                 'reply': None} for r in suppressed], 'code': 0,
+                 'reply': reply} if self.store.events.on else None
+        _, fetched = _until_redis_answers(lambda: self.store.finish(
+            mail_id, task, self.worker_id, busy, SUPPRESSED, attempt, last_error=reply,
+            now=attempt['at'], event=event, suppressed_now=suppressed, then_fetch=then_fetch),
+            f'record the outcome of mail {mail_id}')
+        self._log(mail_id, queue, suppressed, SUPPRESSED, 0, reply, 0)
+        return SUPPRESSED, fetched
+
+    @staticmethod
+    def _event(delivery, outcome, recipients, suppressed):
+        """Each recipient's outcome of this attempt, for the webhook body."""
+        rows = []
+        for rcpt in recipients:
+            refused = delivery.refused.get(rcpt)
+            if refused:
+                rows.append({'address': rcpt, 'code': refused[0], 'reply': refused[1],
+                             'outcome': 'refused' if refused[0] >= 500 else 'deferred'})
+            elif delivery.ok:
+                rows.append({'address': rcpt, 'outcome': 'delivered', 'code': delivery.code,
+                             'reply': delivery.reply})
+            else:
+                rows.append({'address': rcpt, 'outcome': outcome, 'code': delivery.code or None,
+                             'reply': delivery.reply})
+        rows += [{'address': r, 'outcome': 'suppressed', 'code': None, 'reply': None}
+                 for r in suppressed or ()]
+        return {'recipients': rows, 'code': delivery.code, 'reply': delivery.outcome_text}
 
     def decide(self, delivery, owed, attempts, mail_id, queue):
         """(outcome, next attempt time, new task) for this delivery, given the

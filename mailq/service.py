@@ -17,7 +17,7 @@ from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
 from .store.mails import reused_key
 from .store.record import iso
-from .store.states import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT
+from .store.states import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT, SUPPRESSED
 
 
 @contextlib.contextmanager
@@ -82,8 +82,11 @@ def _accepted(rt, mail, result, request_hash):
         return {'id': earlier.id, 'status': earlier.status, 'queue': earlier.queue,
                 'send_at': iso(earlier.send_at), 'duplicate': True}
     scheduled = mail.send_at is not None and mail.send_at > time.time()
-    return {'id': mail.id, 'status': SCHEDULED if scheduled else QUEUED,
-            'queue': mail.queue, 'send_at': iso(mail.send_at)}
+    status = SCHEDULED if scheduled else QUEUED
+    if result.all_suppressed:
+        status = SUPPRESSED         # every recipient is suppressed: stored, never sent
+    return {'id': mail.id, 'status': status, 'queue': mail.queue,
+            'send_at': iso(mail.send_at), 'suppressed': list(dict.fromkeys(result.suppressed))}
 
 
 def get_mail(rt, mail_id):
@@ -100,7 +103,7 @@ def cancel(rt, mail_id):
         result = rt.store.cancel(mail_id)
     if result == 'missing':
         raise NotFound(f'no mail {mail_id!r}')
-    if result in (SENT, SENDING):
+    if result in (SENT, SENDING, SUPPRESSED):
         raise Conflict(f'mail {mail_id} is already {result}')
     return {'id': mail_id, 'status': CANCELLED}
 

@@ -23,6 +23,7 @@ from .redisconn import is_outage, outage_text, persistence_warning
 from .runtime import Runtime
 from .swarm import Swarm, shares
 from .transport import create_transport
+from .webhooks import start_dispatcher
 
 log = logging.getLogger('mailq.worker')
 
@@ -114,7 +115,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     transport = create_transport(config.smtp)
     worker_id = worker_identity()
     rt = Runtime(config, lambda rt: Processor(rt.store, transport, cfg, config.log,
-                                              rt.new_task, worker_id))
+                                              rt.new_task, worker_id, config.suppression))
     rt.huey.storage.bind_worker(worker_id, queues)
 
     _startup_checks(rt)
@@ -131,9 +132,11 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     _beat_once(heartbeat)
     heartbeat.start()
     cron.start()
+    hooks = start_dispatcher(rt, worker_id)  # a thread per [webhook:NAME]; none without
     try:
         consumer.run()
     finally:
+        hooks.stop()
         cron.stop()
         heartbeat.stop()
         _return_in_flight(rt, worker_id)

@@ -140,7 +140,65 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
     cron.pause('job')
     cron.resume('job', 104)
     assert cron.history('job')[0]['outcome'] == 'skipped'
-    assert rt.scripts_run == set(store_scripts.NAMES)
+    assert rt.scripts_run == set(store_scripts.NAMES) - {'hook_done', 'suppress'}
+    assert not list(redis_client.scan_iter('mailq:hook:*'))     # no endpoint: no event
+
+
+@pytest.fixture
+def checked_hooks_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_rt with a webhook endpoint taking every event."""
+    from support.ini import smtp_section
+    monkeypatch.setattr(store_scripts, 'source', checked_source)
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  **{'webhook:app': {'url': 'http://127.0.0.1:9/', 'secret': 's'}})
+    rt = Runtime(load(str(ini), environ={}))
+    rt.scripts_run = set()
+    for name in store_scripts.NAMES:
+        setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
+                                                getattr(rt.store.scripts, name)))
+    return rt
+
+
+def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
+        checked_hooks_rt, redis_client):
+    """The scripts that write events and suppressions, each checked key by key."""
+    from mailq import suppression
+    rt, store = checked_hooks_rt, checked_hooks_rt.store
+    worker, now = 'host:1:abc', time.time()
+    suppression.add(rt, 'gone@example.com')                           # suppress.lua
+    partly = service.send(rt, {'to': ['gone@example.com', 'ann@example.com'], 'subject': 's',
+                               'text': 't'})
+    assert partly['suppressed'] == ['gone@example.com']
+    assert service.send(rt, {'to': 'GONE@example.com', 'subject': 's',
+                             'text': 't'})['status'] == 'suppressed'
+    _, task, claim = store.take(worker, ['mailers'], 't1')
+    assert claim[1] == ['ann@example.com'] and claim[4] == []
+    bad = {'bad@example.com': {'address': 'bad@example.com', 'until': now + 60}}
+    assert finish(rt, partly['id'], task, worker, 'sent', suppress=bad,
+                  event={'recipients': [], 'code': 250, 'reply': 'ok'}) == 1
+    assert store.suppressions.get('bad@example.com')['until'] == now + 60
+    cancelled = send(rt)
+    assert service.cancel(rt, cancelled)['status'] == 'cancelled'
+    killed = send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1')
+    finish(rt, killed, task, worker, 'retrying', next_at=now + 60,
+           new_task=rt.new_task(killed, 'mailers'))
+    assert store.kill([killed]) == [killed]
+    poisoned = send(rt)
+    rt.redis.hset(rt.keys.record(poisoned), 'interrupted', 9)
+    store.take(worker, ['mailers'], 't1')
+    assert store.requeue_worker(worker) == 0                           # the 10th: dead
+    types = [f[b'type'].decode() for _, f in
+             redis_client.xrange(rt.keys.hook_events('app'))]
+    assert types == ['mail.suppressed', 'mail.suppressed', 'mail.partly_sent',
+                     'mail.cancelled', 'mail.retrying', 'mail.dead', 'mail.dead']
+    store.events.ensure_group('app')
+    read = store.events.read_new('app', worker, 100, 1)
+    store.events.done('app', [(read[0][0], 'ok', {}), (read[1][0], 'failed', {})], now, 10)
+    assert store.events.backlog('app') == (len(types) - 1, len(types) - 1)
+    assert suppression.remove(rt, 'gone@example.com')['removed']
+    assert rt.scripts_run >= {'accept', 'claim', 'finish', 'cancel', 'admin_kill', 'requeue',
+                              'hook_done', 'suppress'}
 
 
 def test_key_names_are_those_of_the_previous_release():
@@ -151,19 +209,21 @@ def test_key_names_are_those_of_the_previous_release():
             keys.commands('w'), keys.stat('processed'), keys.stat('failed', '2026-12-01'),
             keys.schedule, keys.retry, keys.dead, keys.outbox, keys.workers, keys.paused,
             keys.cron_job('j'), keys.cron_fired('j'), keys.cron_pending('j'),
-            keys.cron_runs('j'), keys.cron_paused] == [
+            keys.cron_runs('j'), keys.cron_paused, keys.suppressed, keys.suppressed_order,
+            keys.hook_events('h'), keys.hook('h'), keys.hook_log('h')] == [
         'mailq:m:a', 'mailq:m:a:log', 'mailq:q:q', 'mailq:wake:q', 'mailq:idem:k',
         'mailq:inflight:w', 'mailq:busy:w', 'mailq:w:w', 'mailq:cmd:w',
         'mailq:stat:processed', 'mailq:stat:failed:2026-12-01', 'mailq:schedule',
         'mailq:retry', 'mailq:dead', 'mailq:outbox', 'mailq:workers', 'mailq:paused',
         'mailq:cron:j', 'mailq:cron:j:fired', 'mailq:cron:j:pending', 'mailq:cron:j:runs',
-        'mailq:cron:paused']
+        'mailq:cron:paused', 'mailq:suppressed', 'mailq:suppressed:order',
+        'mailq:hook:h:events', 'mailq:hook:h', 'mailq:hook:h:log']
 
 
 def test_the_states_table_is_whole():
     assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
-                                  'dead', 'cancelled'}
-    assert set(states.FINAL_STATES) == {'sent', 'dead', 'cancelled'}
+                                  'dead', 'cancelled', 'suppressed'}
+    assert set(states.FINAL_STATES) == {'sent', 'dead', 'cancelled', 'suppressed'}
     for state in states.TABLE.values():
         assert set(state.actions) <= set(states.ACTIONS)
     assert states.actions_for('sending') == ()

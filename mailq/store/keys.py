@@ -22,6 +22,11 @@
     <p>:cron:<job>:runs     list    run history, newest first
     <p>:cron:paused         set     paused cron job names
     <p>:schema              string  the data layout version (migrations.py)
+    <p>:suppressed          hash    normalised address -> JSON (reason, reply, mail, until...)
+    <p>:suppressed:order    zset    suppressed addresses, by time of suppression
+    <p>:hook:<name>:events  stream  events for webhook endpoint <name> (group 'dispatch')
+    <p>:hook:<name>         hash    endpoint state: failures in a row, paused, retry_now
+    <p>:hook:<name>:log     list    recent deliveries to the endpoint (JSON), newest first
 """
 
 
@@ -36,6 +41,8 @@ class Keys:
         self.workers = self.prefix + 'workers'
         self.cron_paused = self.prefix + 'cron:paused'
         self.schema = self.prefix + 'schema'
+        self.suppressed = self.prefix + 'suppressed'
+        self.suppressed_order = self.prefix + 'suppressed:order'
 
     def record(self, mail_id):
         return f'{self.prefix}m:{mail_id}'
@@ -78,3 +85,12 @@ class Keys:
 
     def cron_runs(self, job):
         return f'{self.prefix}cron:{job}:runs'
+
+    def hook_events(self, name):
+        return f'{self.prefix}hook:{name}:events'
+
+    def hook(self, name):
+        return f'{self.prefix}hook:{name}'
+
+    def hook_log(self, name):
+        return f'{self.prefix}hook:{name}:log'

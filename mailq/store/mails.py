@@ -18,9 +18,10 @@ from ..errors import Conflict
 from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
                          task_queue)
 from .cron import CronState
+from .hooks import Events, Suppressions
 from .record import MailRecord
 from .scripts import Scripts
-from .states import DEAD, FINAL_STATES, QUEUED, RETRYING, SCHEDULED
+from .states import DEAD, FINAL_STATES, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
 from .workers import Workers
 
@@ -51,9 +52,12 @@ def today(now=None):
 
 @dataclass(frozen=True)
 class Accepted:
-    """What accept.lua answered: a new mail, or the earlier one of its idempotency key."""
+    """What accept.lua answered: a new mail, or the earlier one of its idempotency key;
+    the recipients it left off the envelope because they are suppressed."""
     id: str
     new: bool
+    suppressed: tuple = ()
+    all_suppressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class Store:
         self.workers = Workers(client, keys)
         self.stats = Stats(client, keys)
         self.cron = CronState(client, keys, self.scripts)
+        self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
+        self.suppressions = Suppressions(client, keys, self.scripts)
 
     def queue(self, name):
         return Queue(self.redis, self.keys, self.scripts, name)
@@ -109,12 +115,15 @@ class Store:
         fields = mail.record_fields(status=status, task=task)
         if request_hash:
             fields['request_hash'] = request_hash
-        args = [mail.id, self.limits.idempotency_ttl, mode, score, task]
+        events = self.events
+        args = [mail.id, self.limits.idempotency_ttl, mode, score, task, time.time(),
+                self.worker_config.keep_sent_days * 86400, len(events.streams),
+                *events.subscriptions]
         for name, value in fields.items():
             args += [name, value]
         reply = self.scripts.accept(
-            keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue)], args=args,
-            client=pipe or self.redis)
+            keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
+                  *events.streams], args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
     def accept_all(self, items):
@@ -162,7 +171,8 @@ class Store:
 
     def take(self, worker_id, queue_order, busy_field, now=None):
         """Reliable fetch (fetch.lua), then the claim of its mail (claim.lua):
-        (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts).
+        (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts,
+        recipients suppressed since the mail was accepted).
         Between the two the task is in the in-flight list, so a crash loses nothing."""
         keys = self.keys
         fetch_keys = [keys.inflight(worker_id), keys.paused, keys.busy(worker_id)] + \
@@ -182,22 +192,29 @@ class Store:
         keys = self.keys
         mail_id = task_mail_id(task) or '-'
         claim = self.scripts.claim(
-            keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id)],
+            keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
+                  keys.suppressed],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
                   *FINAL_STATES])
         if not claim:
             return None
-        sender, rcpts, raw, attempts = claim
-        return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts))
+        sender, rcpts, raw, attempts, suppressed = claim
+        return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts),
+                             json.loads(suppressed) if suppressed else [])
 
     def wait_for_work(self, queue_order, timeout):
         """Block up to `timeout` s for a wake token of one of the queues."""
         self.redis.blpop([self.keys.wake(q) for q in queue_order], timeout=timeout)
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
-               next_at=0, new_task='', rcpts='', outbox=False, now=None, then_fetch=()):
+               next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
+               suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=()):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
-        given, narrows the envelope to the recipients still owed the mail. With
+        given, narrows the envelope to the recipients still owed the mail. In the same
+        script: `suppress` ({normalised address: info}) goes on the suppression list,
+        `suppressed_now` (recipients found suppressed at delivery) is noted on the
+        record, and the outcome's event is written for the endpoints that take it;
+        `event` is {'recipients': [...], 'code', 'reply'} for its body. With
         `then_fetch` (a queue order), the thread's next task is fetched in the same call.
         Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
         keys, cfg = self.keys, self.worker_config
@@ -208,19 +225,27 @@ class Store:
             target, score = keys.retry, next_at
         elif outcome == DEAD:
             target, score = keys.dead, now
-        elif outbox:
+        elif outbox and outcome == SENT:
             target, score = keys.outbox, now
         else:
             keep = cfg.keep_sent_days * 86400
+        events = self.events
+        event = event or {}
         reply = self.scripts.finish(
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
-                  keys.stat('deliveries'), keys.stat('duration'), keys.paused,
+                  keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
+                  keys.suppressed_order, *events.streams, keys.paused,
                   *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
-                  *then_fetch])
+                  f'mail.{outcome}', json.dumps(event['recipients']) if event else '',
+                  event.get('code') or 0, event.get('reply') or '',
+                  json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
+                  else '', '1' if refused_for_good else '',
+                  json.dumps(list(suppressed_now)) if suppressed_now else '',
+                  len(events.streams), *events.subscriptions, *then_fetch])
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
@@ -261,9 +286,11 @@ class Store:
         count = 0
         while True:
             tasks = self.redis.lrange(keys.inflight(worker_id), 0, CHUNK - 1)
+            events = self.events
             script_keys = [keys.inflight(worker_id), keys.busy(worker_id),
-                           keys.worker(worker_id), keys.workers, keys.dead]
-            args = [worker_id, MAX_INTERRUPTIONS, now or time.time()]
+                           keys.worker(worker_id), keys.workers, keys.dead, *events.streams]
+            args = [worker_id, MAX_INTERRUPTIONS, now or time.time(), len(events.streams),
+                    *events.subscriptions]
             for task in tasks:
                 mail_id = task_mail_id(task) or '-'
                 queue = task_queue(task) or self.worker_config.default_queue
@@ -336,11 +363,12 @@ class Store:
         keys = self.keys
         for _ in range(10):
             queue = (self.redis.hget(keys.record(mail_id), 'queue') or b'').decode()
+            events = self.events
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                      keys.schedule, keys.retry, keys.dead, keys.outbox],
+                      keys.schedule, keys.retry, keys.dead, keys.outbox, *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
-                      mail_id, queue]).decode()
+                      mail_id, queue, len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
                 return reply
         return 'moved'
@@ -364,8 +392,11 @@ class Store:
     def kill(self, ids, now=None):
         """Move retrying mails to dead now. Returns the ids killed."""
         now = now or time.time()
-        keys = [self.keys.retry, self.keys.dead] + [self.keys.record(i) for i in ids]
-        killed = [i.decode() for i in self.scripts.admin_kill(keys=keys, args=[now, *ids])]
+        events = self.events
+        keys = [self.keys.retry, self.keys.dead, *events.streams] + \
+            [self.keys.record(i) for i in ids]
+        killed = [i.decode() for i in self.scripts.admin_kill(
+            keys=keys, args=[now, len(events.streams), *events.subscriptions, *ids])]
         self.trim(now)
         return killed
 
@@ -389,5 +420,7 @@ def reused_key(key, used_by):
 
 def accepted(reply):
     """The Accepted of an accept.lua reply."""
+    suppressed = reply[2] if len(reply) > 2 else b''
     return Accepted(reply[1].decode() if isinstance(reply[1], bytes) else reply[1],
-                    int(reply[0]) == 1)
+                    int(reply[0]) == 1, tuple(json.loads(suppressed)) if suppressed else (),
+                    len(reply) > 3 and int(reply[3]) == 1)

@@ -73,7 +73,7 @@ class MailRecord:
     def view(self):
         """GET /api/mails/<id>: the record with times as ISO 8601 and its history."""
         f = self.fields
-        return {
+        view = {
             'id': f.get('id'), 'status': f.get('status'), 'queue': f.get('queue'),
             'attempts': int(f.get('attempts') or 0), 'created_at': iso(f.get('created_at')),
             'send_at': iso(f.get('send_at')), 'sent_at': iso(f.get('sent_at')),
@@ -83,6 +83,19 @@ class MailRecord:
             'template': f.get('template') or None,
             'history': [attempt_view(a) for a in self.attempts],
         }
+        # Fields of this release, shown when the record has them (a record written by
+        # an older release reads exactly as it did there).
+        for name in ('metadata', 'suppressed'):
+            if f.get(name):
+                view[name] = _json(f[name])
+        return view
+
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def attempt_view(attempt):

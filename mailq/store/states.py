@@ -12,6 +12,7 @@ RETRYING = 'retrying'
 SENT = 'sent'
 DEAD = 'dead'
 CANCELLED = 'cancelled'
+SUPPRESSED = 'suppressed'     # every recipient is on the suppression list: never sent
 
 # What a user may do to a mail, with the button's label.
 ENQUEUE, RETRY, KILL, DELETE = 'enqueue', 'retry', 'kill', 'delete'
@@ -35,6 +36,7 @@ TABLE = {state.name: state for state in (
     State(DEAD, 'dead', True, (RETRY, DELETE)),
     State(SENT, 'none', True, (DELETE,)),       # kept in the outbox with transport = outbox
     State(CANCELLED, 'none', True, (DELETE,)),
+    State(SUPPRESSED, 'none', True, (DELETE,)),
 )}
 STATES = tuple(TABLE)
 FINAL_STATES = tuple(name for name, state in TABLE.items() if state.final)

@@ -31,7 +31,8 @@ FLASH_PARAMS = ('did', 'n', 'skipped')
 DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Killed',
               'delete': 'Deleted', 'clear': 'Cleared', 'pause': 'Paused',
               'resume': 'Resumed', 'quiet': 'Asked to quiet', 'stop': 'Asked to stop',
-              'run': 'Run enqueued', 'run_failed': 'The run failed; see its history below'}
+              'run': 'Run enqueued', 'run_failed': 'The run failed; see its history below',
+              'add': 'Added', 'remove': 'Removed'}
 
 
 # -- templates
@@ -91,6 +92,7 @@ def render(rt, name, status=200, **context):
         path=bottle.request.path, summary=summary, csrf_field=csrf.FIELD,
         csrf_token=csrf.masked_token(rt.config.web.secret, sid),
         outbox_on=rt.config.smtp.transport == 'outbox', cron_on=admin.cron_available(),
+        webhooks_on=bool(rt.config.webhooks),
         flash=_flash(), back=bottle.request.fullpath + (
             '?' + bottle.request.query_string if bottle.request.query_string else ''))
     bottle.response.status = status

@@ -1,19 +1,59 @@
 -- Store a new mail record and put its task on a queue or the schedule, in one step,
 -- so a crash can never leave a record without a task or a task without a record.
 -- An idempotency key seen before answers the earlier mail's id and stores nothing.
--- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list
--- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, field/value pairs...
+-- Suppressed recipients are left off the envelope (and listed in the record's
+-- `suppressed`); a mail whose recipients are all suppressed is stored as
+-- `suppressed` with no task. Either way the mail.suppressed event is written here.
+-- Returns {1 | 0, id, suppressed addresses as JSON or '', 1 when all are}.
+-- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list,
+--       suppression hash, then the event stream of each webhook endpoint
+-- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, now, seconds to
+--       keep a suppressed mail, n endpoints, their subscriptions (n), field/value pairs...
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
-    return {0, existing}
+    return {0, existing, ''}
   end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-if ARGV[3] == 'queue' then
+local n = tonumber(ARGV[8])
+local first = 9 + n
+local suppressed, all = {}, false
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  for i = first, #ARGV, 2 do
+    if ARGV[i] == 'rcpts' then
+      suppressed = suppressed_among(KEYS[5], ARGV[i + 1], ARGV[6])
+      if #suppressed > 0 then
+        local gone, left = {}, {}
+        for _, addr in ipairs(suppressed) do gone[addr] = true end
+        for _, addr in ipairs(cjson.decode(ARGV[i + 1])) do
+          if not gone[addr] then left[#left + 1] = addr end
+        end
+        if #left > 0 then ARGV[i + 1] = cjson.encode(left) else all = true end
+      end
+      break
+    end
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, first))
+if #suppressed == 0 then
+  if ARGV[3] == 'queue' then
+    push_task(KEYS[3], KEYS[4], ARGV[5], false)
+  else
+    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  end
+  return {1, ARGV[1], ''}
+end
+local listed = cjson.encode(suppressed)
+redis.call('HSET', KEYS[1], 'suppressed', listed)
+if all then
+  redis.call('HSET', KEYS[1], 'status', 'suppressed', 'finished_at', ARGV[6],
+             'last_error', 'every recipient is on the suppression list')
+  if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+elseif ARGV[3] == 'queue' then
   push_task(KEYS[3], KEYS[4], ARGV[5], false)
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
-return {1, ARGV[1]}
+emit('mail.suppressed', KEYS[1], ARGV[6], {'recipients_suppressed', listed}, 5, 8, n)
+return {1, ARGV[1], listed, all and 1 or 0}

@@ -1,10 +1,14 @@
 -- Kill retrying mails (move them to dead now). Returns the ids killed; the caller
 -- trims the dead set afterwards (Dead.trim).
--- KEYS: retry, dead, then the record of each mail
--- ARGV: now, then the mail ids (in the order of their KEYS)
+-- Each one's mail.dead event is written in the same step.
+-- KEYS: retry, dead, the event stream of each webhook endpoint (n), then the record of
+--       each mail
+-- ARGV: now, n endpoints, their subscriptions (n), then the mail ids (in the order of
+--       their KEYS)
 local killed = {}
-for i = 2, #ARGV do
-  local id, record = ARGV[i], KEYS[i + 1]
+local n = tonumber(ARGV[2])
+for i = 3 + n, #ARGV do
+  local id, record = ARGV[i], KEYS[i]
   local f = redis.call('HMGET', record, 'status', 'task')
   if f[1] == 'retrying' then
     redis.call('ZREM', KEYS[1], f[2])
@@ -12,6 +16,8 @@ for i = 2, #ARGV do
     redis.call('HSET', record, 'status', 'dead', 'finished_at', ARGV[1],
                'last_error', 'killed from the dashboard')
     redis.call('HDEL', record, 'next_at')
+    emit('mail.dead', record, ARGV[1], {'code', '0', 'reply', 'killed from the dashboard'},
+         2, 2, n)
     table.insert(killed, id)
   end
 end

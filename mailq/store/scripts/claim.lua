@@ -1,7 +1,9 @@
 -- Claim a fetched task's mail: mark it sending and note it in the worker's busy hash.
 -- A stale task (the mail was cancelled, sent or re-planned since) leaves the in-flight
 -- list instead, and false is returned.
--- KEYS: record, in-flight list, busy hash
+-- Recipients suppressed since the mail was accepted are returned too (JSON, or ''),
+-- so the worker leaves them off the envelope.
+-- KEYS: record, in-flight list, busy hash, suppression hash
 -- ARGV: task, mail id, queue, worker id, busy field, now, final states...
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to')
 local stale = f[1] ~= ARGV[1]
@@ -16,4 +18,5 @@ local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'sending', 'worker', ARGV[4], 'started_at', ARGV[6])
 redis.call('HSET', KEYS[3], ARGV[5], cjson.encode({id = ARGV[2], queue = ARGV[3], to = f[7],
            subject = f[6], since = tonumber(ARGV[6])}))
-return {f[3], f[4], f[5], attempts}
+local suppressed = suppressed_among(KEYS[4], f[4], ARGV[6])
+return {f[3], f[4], f[5], attempts, #suppressed > 0 and cjson.encode(suppressed) or ''}

@@ -1,16 +1,25 @@
 -- Record the outcome of one delivery attempt and acknowledge its task, atomically:
 -- a mail leaves the in-flight list only when its outcome is in its record.
+-- In the same step: the addresses refused as bad go on the suppression list, and the
+-- outcome's event goes to each webhook endpoint that takes it (see emit in lib.lua).
 -- KEYS: record, attempt log, in-flight list, busy hash, processed, failed,
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
---       deliveries hash (metrics), duration histogram hash (metrics), paused set,
---       then the queue lists to fetch the thread's next task from (none: no fetch)
--- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'), now, attempt json,
---       last error, score for the outcome set, new task (retrying), keep seconds (sent),
---       mail id, metrics: outcome:code class field, duration bucket field, duration
---       seconds, recipients still owed the mail (JSON; '' when they are all the envelope had),
---       then the names of the queues to fetch from
+--       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
+--       suppression order zset, then the event stream of each webhook endpoint, the
+--       paused set and the queue lists to fetch the thread's next task from (none: no fetch)
+-- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
+--       json, last error, score for the outcome set, new task (retrying), keep seconds
+--       (sent, suppressed), mail id, metrics: outcome:code class field, duration bucket
+--       field, duration seconds, recipients still owed the mail (JSON; '' when they are
+--       all the envelope had), event type, recipients' outcomes (JSON, for the event),
+--       code, reply, addresses to suppress (JSON object address -> JSON info, or ''),
+--       '1' when a recipient refused the mail for good, recipients found suppressed at
+--       delivery (JSON list or ''), n endpoints, their subscriptions (n), then the names
+--       of the queues to fetch from
 -- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
 -- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
+local n = tonumber(ARGV[22])
+
 local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[2])
@@ -31,7 +40,7 @@ local function record()
   redis.call('INCR', KEYS[7])
   redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
   local outcome = ARGV[3]
-  if outcome ~= 'sent' then
+  if outcome ~= 'sent' and outcome ~= 'suppressed' then
     redis.call('INCR', KEYS[6])
     redis.call('INCR', KEYS[8])
     redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
@@ -41,8 +50,22 @@ local function record()
   if ARGV[14] ~= '' then
     redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
   end
-  if outcome == 'sent' then
-    redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
+  if ARGV[19] ~= '' then
+    for addr, info in pairs(cjson.decode(ARGV[19])) do
+      redis.call('HSET', KEYS[12], addr, info)
+      redis.call('ZADD', KEYS[13], ARGV[4], addr)
+    end
+  end
+  if ARGV[21] ~= '' then
+    local listed = cjson.decode(ARGV[21])
+    local before = redis.call('HGET', KEYS[1], 'suppressed')
+    if before then
+      for _, addr in ipairs(cjson.decode(before)) do listed[#listed + 1] = addr end
+    end
+    redis.call('HSET', KEYS[1], 'suppressed', cjson.encode(listed))
+  end
+  if outcome == 'sent' or outcome == 'suppressed' then
+    if outcome == 'sent' then redis.call('HSET', KEYS[1], 'sent_at', ARGV[4]) end
     if tonumber(ARGV[9]) > 0 then
       redis.call('EXPIRE', KEYS[1], ARGV[9])
       redis.call('EXPIRE', KEYS[2], ARGV[9])
@@ -50,17 +73,26 @@ local function record()
   elseif outcome == 'retrying' then
     redis.call('HSET', KEYS[1], 'task', ARGV[8], 'next_at', ARGV[7])
     redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
-    return 1
   end
-  if KEYS[9] ~= '' then
+  if KEYS[9] ~= '' and outcome ~= 'retrying' then
     -- dead or outbox: the set keeps the id; Dead.trim / Outbox.trim bound its size
     redis.call('ZADD', KEYS[9], ARGV[7], ARGV[10])
+  end
+  if n > 0 then
+    local etype = ARGV[15]
+    if ARGV[20] == '1' then redis.call('HSET', KEYS[1], 'partly', '1') end
+    if etype == 'mail.sent' and (redis.call('HEXISTS', KEYS[1], 'partly') == 1
+                                 or redis.call('HEXISTS', KEYS[1], 'suppressed') == 1) then
+      etype = 'mail.partly_sent'
+    end
+    emit(etype, KEYS[1], ARGV[4], {'recipients', ARGV[16], 'code', ARGV[17], 'reply', ARGV[18]},
+         13, 22, n)
   end
   return 1
 end
 
 local recorded = record()
-local next_task = fetch_task(KEYS[3], KEYS[12], 13, 15)
+local next_task = fetch_task(KEYS[3], KEYS[14 + n], 15 + n, 23 + n)
 if next_task then
   return {recorded, next_task[1], next_task[2]}
 end

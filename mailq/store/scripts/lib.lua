@@ -40,3 +40,47 @@ local function fetch_task(inflight, paused, first_key, first_name)
   end
   return false
 end
+
+-- The event of an outcome, written by the script that records the outcome (so an
+-- outcome without its event cannot exist): one stream entry per webhook endpoint
+-- subscribed to `etype`, a snapshot of the record's fields plus `extra` pairs.
+-- KEYS[kbase + 1 .. kbase + n]: the endpoints' event streams;
+-- ARGV[abase + 1 .. abase + n]: each one's subscribed types, as ' type type '.
+-- With no endpoint (n = 0) it costs nothing.
+local EVENT_FIELDS = {'id', 'message_id', 'queue', 'subject', 'from', 'to', 'rcpts',
+                      'status', 'attempts', 'last_error', 'idempotency_key', 'metadata',
+                      'suppressed', 'created_at'}
+local function emit(etype, record, now, extra, kbase, abase, n)
+  local entry = nil
+  for i = 1, n do
+    if string.find(ARGV[abase + i], ' ' .. etype .. ' ', 1, true) then
+      if not entry then
+        entry = {'type', etype, 'at', now}
+        local f = redis.call('HMGET', record, unpack(EVENT_FIELDS))
+        for j, name in ipairs(EVENT_FIELDS) do
+          if f[j] then
+            entry[#entry + 1] = name
+            entry[#entry + 1] = f[j]
+          end
+        end
+        for j = 1, #extra do entry[#entry + 1] = extra[j] end
+      end
+      redis.call('XADD', KEYS[kbase + i], '*', unpack(entry))
+    end
+  end
+end
+
+-- Which of a JSON list of addresses are on the suppression list now (a hash of
+-- normalised address -> JSON with `until`, 0 for no end). Returns a Lua list.
+local function suppressed_among(supp, rcpts_json, now)
+  local found = {}
+  if redis.call('EXISTS', supp) == 0 then return found end
+  for _, addr in ipairs(cjson.decode(rcpts_json)) do
+    local info = redis.call('HGET', supp, string.lower(addr))
+    if info then
+      local till = tonumber(cjson.decode(info)['until'] or 0) or 0
+      if till == 0 or till > tonumber(now) then found[#found + 1] = addr end
+    end
+  end
+  return found
+end

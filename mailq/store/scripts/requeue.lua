@@ -3,13 +3,17 @@
 -- a mail that kills its worker (a poison pill) must not take every worker down in turn.
 -- Once the in-flight list is empty, the worker is forgotten.
 -- Returns {tasks requeued, tasks left in the in-flight list}.
--- KEYS: in-flight list, busy hash, worker hash, workers zset, dead zset,
---       then record, attempt log, queue and wake list of each task
--- ARGV: worker id, max interruptions, now, then task and mail id of each task
+-- A poison pill's mail.dead event is written in the same step.
+-- KEYS: in-flight list, busy hash, worker hash, workers zset, dead zset, the event
+--       stream of each webhook endpoint (n), then record, attempt log, queue and wake
+--       list of each task
+-- ARGV: worker id, max interruptions, now, n endpoints, their subscriptions (n), then
+--       task and mail id of each task
 local count = 0
-for i = 4, #ARGV, 2 do
+local n = tonumber(ARGV[4])
+for i = 5 + n, #ARGV, 2 do
   local task, id = ARGV[i], ARGV[i + 1]
-  local k = 5 + 2 * (i - 4)
+  local k = 5 + n + 2 * (i - 5 - n)
   local record, log, queue, wake = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   if redis.call('LREM', KEYS[1], 1, task) == 1 then
     local f = redis.call('HMGET', record, 'task', 'status')
@@ -25,6 +29,7 @@ for i = 4, #ARGV, 2 do
           redis.call('ZADD', KEYS[5], ARGV[3], id)
           redis.call('RPUSH', log, cjson.encode({at = tonumber(ARGV[3]), worker = ARGV[1],
             outcome = 'dead', code = 0, reply = error, duration = 0}))
+          emit('mail.dead', record, ARGV[3], {'code', '0', 'reply', error}, 5, 4, n)
         else   -- an attempt whose outcome was never recorded does not count
           redis.call('HSET', record, 'status', 'queued')
           redis.call('HINCRBY', record, 'attempts', -1)
