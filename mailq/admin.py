@@ -270,16 +270,27 @@ def command_worker(rt, worker_id, command):
 
 # -- overview
 
+HISTORY_DAYS = (7, 30, 90, 180)
+OUTCOME_SERIES = ('sent', 'retrying', 'dead')
+
+
 def history(rt, days=30, now=None):
-    """Processed and failed per day (UTC) for the last `days` days, oldest first."""
-    if days not in (7, 30, 90):
-        raise ValidationError('days', 'must be 7, 30 or 90')
+    """Per day (UTC) for the last `days` days, oldest first: processed and failed (since
+    the first release), and attempts by outcome (sent, retrying, dead) and by queue
+    (since this one; a day before it has none)."""
+    if days not in HISTORY_DAYS:
+        raise ValidationError('days', 'must be 7, 30, 90 or 180')
     now = now or time.time()
     dates = [time.strftime('%Y-%m-%d', time.gmtime(now - d * 86400))
              for d in range(days - 1, -1, -1)]
     with redis_errors():
         counts = rt.store.stats.per_day(dates)
-    return [{'day': day, 'processed': p, 'failed': f} for day, (p, f) in zip(dates, counts)]
+        detail = rt.store.stats.outcomes_per_day(dates)
+    queues = queue_names(rt)
+    return [{'day': day, 'processed': p, 'failed': f,
+             **{name: found.get(name, 0) for name in OUTCOME_SERIES},
+             'queues': {q: found.get('queue:' + q, 0) for q in queues}}
+            for day, (p, f), found in zip(dates, counts, detail)]
 
 
 def redis_info(rt):

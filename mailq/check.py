@@ -69,6 +69,18 @@ def check_smtp(config, timeout=None):
     return Result('smtp', True, f'ok, {smtp.host}:{smtp.port} ({smtp.security})', False)
 
 
+def check_staging(config):
+    """[smtp] allow_recipients / redirect_to: not a failure, but never a surprise."""
+    smtp = config.smtp
+    relay = smtp.release_relay()
+    release = (f'; releases go through {relay.host}:{relay.port}' if relay
+               else '; no relay for releases')
+    if smtp.transport == 'outbox':
+        return Result('staging', True, smtp.staging_text + ' (but transport = outbox keeps '
+                      'every mail anyway)' + release, False)
+    return Result('staging', True, smtp.staging_text + release, False)
+
+
 def check_templates(rt):
     """Fails only on errors every mail would hit; a render that may just need the
     caller's variables (`{{ n + 1 }}`) is a warning, or /healthz would be 503 for good."""
@@ -101,6 +113,8 @@ def results(rt, smtp=None, defaults=True):
     found = [check_config(rt.config, defaults), check_redis(rt),
              smtp or check_smtp(rt.config), check_templates(rt),
              Result('cron', *check_cron(rt), required=False)]
+    if rt.config.smtp.staging:
+        found.append(check_staging(rt.config))
     return [_scrubbed(r, rt.config.secrets()) for r in found]
 
 

@@ -66,6 +66,8 @@ class Mail:
     attachments: int = 0
     created_at: float = 0.0
     metadata: str = ''              # compact JSON of the `metadata` object, '' for none
+    relay: str = ''                 # 'release': a released copy, sent through the release relay
+    released_from: str = ''         # the caught mail it is a copy of
 
     def record_fields(self, status, task):
         fields = {
@@ -81,6 +83,10 @@ class Mail:
             fields['metadata'] = self.metadata
         if self.idempotency_key:
             fields['idempotency_key'] = self.idempotency_key
+        if self.relay:
+            fields['relay'] = self.relay
+        if self.released_from:
+            fields['released_from'] = self.released_from
         return fields
 
 
@@ -142,6 +148,28 @@ def compose(data, *, config, templates, idempotency_key=None, now=None):
                 queue=queue, raw=raw, send_at=send_at, idempotency_key=key,
                 template=template, attachments=len(attachments), created_at=now,
                 metadata=metadata)
+
+
+def release_copy(original, to, *, config, now=None):
+    """A new Mail that resends a caught mail's message to `to` (RFC 5322 3.6.6 Resent-
+    fields in front of it), to go through the release relay. `original` is the
+    caught mail's MailRecord (with raw)."""
+    now = time.time() if now is None else now
+    recipients = _address_field({'to': to}, 'to', required=True)
+    if len(recipients) > config.limits.max_recipients:
+        raise ValidationError('to', f'at most {config.limits.max_recipients} recipients')
+    sender = original.fields.get('from') or config.smtp.sender
+    domain = sender.rsplit('@', 1)[-1] or 'localhost'
+    message_id = email.utils.make_msgid(domain=domain)
+    resent = (f'Resent-Date: {_date(now)}\r\nResent-From: {sender}\r\n'
+              f'Resent-To: {_format(recipients)}\r\nResent-Message-ID: {message_id}\r\n')
+    f = original.fields
+    return Mail(id=new_mail_id(), message_id=message_id, sender=sender,
+                recipients=[a[1] for a in recipients], to=[_display(a) for a in recipients],
+                subject=f.get('subject') or '', queue=config.worker.default_queue,
+                raw=resent.encode('ascii') + original.raw, template=f.get('template') or None,
+                attachments=int(f.get('attachments') or 0), created_at=now,
+                relay='release', released_from=f.get('id') or '')
 
 
 def parse_metadata(value, field='metadata'):

@@ -106,6 +106,33 @@ def parse_queue_spec(spec):
     return name, int(weight or 0)
 
 
+# A recipient pattern: an address, `*@domain`, `*@*.domain`; * and ? are wildcards.
+RECIPIENT_PATTERN = re.compile(r'^[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]+@[A-Za-z0-9*?.-]+$')
+ADDRESS = re.compile(r'^[A-Za-z0-9!#$%&\'+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$')
+
+
+def _recipient_patterns(raw):
+    """`*@example.com, qa@partner.test` -> ('*@example.com', 'qa@partner.test')."""
+    items = tuple(p.strip().lower() for p in re.split(r'[\s,;]+', raw) if p.strip())
+    for item in items:
+        if not RECIPIENT_PATTERN.match(item):
+            raise ValueError(f'{item!r} is not an address or a pattern like *@example.com')
+    return items
+
+
+_recipient_patterns.allowed = 'addresses or patterns like *@example.com, separated by ", "'
+
+
+def _one_address(raw):
+    value = raw.strip()
+    if value and not ADDRESS.match(value):
+        raise ValueError(f'{value!r} is not one plain address (name@example.com)')
+    return value
+
+
+_one_address.allowed = 'one address such as qa@example.com, or empty'
+
+
 def _json_object(raw):
     value = json.loads(raw) if raw.strip() else {}
     if not isinstance(value, dict):
@@ -181,14 +208,57 @@ class SMTPConfig:
     verify: bool = True
     auth_failure: str = 'permanent'
     outbox_max: int = 1000
+    # Staging: only these recipients get mail (the rest is kept in the outbox), or
+    # every mail goes to redirect_to instead (X-Original-To names the recipients).
+    allow_recipients: tuple = ()
+    redirect_to: str = ''
+    # The relay a caught mail is released through; empty: the main relay (transport = smtp).
+    release_host: str = ''
+    release_port: int = 25
+    release_security: str = 'none'
+    release_username: str = ''
+    release_password: str = ''
 
     _parse = {
         'transport': _choice('outbox', 'smtp', 'console'), 'host': _str, 'port': _int(1, 65535),
         'security': _choice('none', 'starttls', 'tls'), 'username': _str, 'password': _str,
         'timeout': _float(0.1), 'from': _str, 'ca_file': _path, 'verify': _bool,
         'auth_failure': _choice('permanent', 'transient'), 'outbox_max': _int(1),
+        'allow_recipients': _recipient_patterns, 'redirect_to': _one_address,
+        'release_host': _str, 'release_port': _int(1, 65535),
+        'release_security': _choice('none', 'starttls', 'tls'), 'release_username': _str,
+        'release_password': _str,
     }
     _rename = {'from': 'sender'}
+
+    @property
+    def staging(self):
+        """'allow', 'redirect' or '' (every recipient gets its mail)."""
+        if self.redirect_to:
+            return 'redirect'
+        return 'allow' if self.allow_recipients else ''
+
+    @property
+    def staging_text(self):
+        """The banner: what staging does to mail, or ''."""
+        if self.staging == 'redirect':
+            return f'staging: every mail goes to {self.redirect_to} instead of its recipients'
+        if self.staging == 'allow':
+            return (f'staging: only {", ".join(self.allow_recipients)} receive mail; '
+                    'mail to anyone else is kept in the outbox')
+        return ''
+
+    def release_relay(self):
+        """The SMTPConfig a caught mail is released through, or None when there is none."""
+        import dataclasses
+        if self.release_host:
+            return dataclasses.replace(
+                self, transport='smtp', host=self.release_host, port=self.release_port,
+                security=self.release_security, username=self.release_username,
+                password=self.release_password, allow_recipients=(), redirect_to='')
+        if self.transport == 'smtp':
+            return dataclasses.replace(self, allow_recipients=(), redirect_to='')
+        return None
 
 
 # A [web] allowed_hosts entry: *, a name (.name: it and its subdomains), an IPv4 or IPv6 address.
@@ -394,7 +464,8 @@ class Config:
 
     def secrets(self):
         """Values that must never appear in a log line or a page."""
-        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
+        values = [self.smtp.password, self.smtp.release_password, self.web.password,
+                  self.web.api_token, self.web.secret]
         values += [hook.secret for hook in self.webhooks]
         values += redis_passwords(self.redis.url)
         return [v for v in values if v]
@@ -516,6 +587,9 @@ def _check_cross_fields(config):
                            'worker', 'default_queue')
     if config.smtp.transport == 'smtp' and not config.smtp.host:
         raise config.error('needed when transport = smtp', 'smtp', 'host')
+    if config.smtp.redirect_to and config.smtp.allow_recipients:
+        raise config.error('set redirect_to or allow_recipients, not both (redirect_to '
+                           'sends everything to one address)', 'smtp', 'redirect_to')
     if bool(config.web.username) != bool(config.web.password):
         raise config.error('set both username and password, or neither', 'web',
                            'password' if config.web.username else 'username')

@@ -23,8 +23,10 @@ log = logging.getLogger('mailq.worker')
 
 class Processor:
     def __init__(self, store, transport, worker_config, log_config, new_task, worker_id,
-                 suppression_config=None):
+                 suppression_config=None, staging=None, release_transport=None):
         self.store = store
+        self.staging = staging              # transport.Staging, or None: no staging rules
+        self.release_transport = release_transport
         self.suppression = suppression_config
         self.transport = transport
         self.cfg = worker_config
@@ -40,20 +42,32 @@ class Processor:
         with `then_fetch` (a queue order) fetch the thread's next task in the same call.
         Returns (outcome, (queue, task) fetched or None)."""
         busy = self.busy_field()
-        sender, recipients, raw, attempts, suppressed = claim
+        sender, recipients, raw, attempts, suppressed, relay = claim
         if suppressed:      # suppressed since it was accepted: left off the envelope
             recipients = [r for r in recipients if r not in suppressed]
             if not recipients:
                 return self._all_suppressed(mail_id, queue, task, busy, suppressed, then_fetch)
+        transport, send_to, message, note = self._route(recipients, raw, relay)
+        keep = getattr(transport, 'keeps_mail', False) or bool(note and note.get('caught'))
         started = time.monotonic()
         try:
-            delivery = self.transport.send(sender, recipients, raw)
+            if transport is None:
+                delivery = Delivery(ok=False, transient=True,
+                                    reply='a released mail, but this worker has no relay for '
+                                          'releases ([smtp] release_host or transport = smtp)')
+            elif not send_to:       # staging caught every recipient: kept, never sent
+                delivery = Delivery(ok=True, code=250, reply='kept in the outbox: ' +
+                                    note['reason'])
+            else:
+                delivery = transport.send(sender, send_to, message)
         except Exception as exc:   # a bug must not lose the mail: retry it
             log.exception('transport error for mail %s', mail_id)
-            self.transport.close()  # the session may be mid-transaction
+            transport.close()       # the session may be mid-transaction
             delivery = Delivery(ok=False, transient=True, reply=f'internal error: {exc!r}'[:500])
         duration = time.monotonic() - started
-        owed = delivery.still_owed(recipients)
+        owed = delivery.still_owed(send_to)
+        if note and note['mode'] == 'redirect' and owed:
+            owed = recipients       # a redirected mail is owed to all of them, or none
         outcome, next_at, new_task = self.decide(delivery, owed, attempts, mail_id, queue)
         attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': outcome,
                    'code': delivery.code, 'reply': delivery.outcome_text,
@@ -83,7 +97,7 @@ class Processor:
         _, fetched = _until_redis_answers(lambda: self.store.finish(
             mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
             next_at=next_at, new_task=new_task, rcpts=rcpts, now=attempt['at'],
-            outbox=getattr(self.transport, 'keeps_mail', False), event=event,
+            outbox=keep, event=event, staging=json.dumps(note) if note else '',
             suppress=suppress, refused_for_good=refused_for_good, suppressed_now=suppressed,
             then_fetch=then_fetch),
             f'record the outcome of mail {mail_id}')
@@ -91,6 +105,18 @@ class Processor:
         self._log(mail_id, queue, recipients, outcome, attempt['code'],
                   '' if delivery.ok else delivery.outcome_text, duration)
         return outcome, fetched
+
+    def _route(self, recipients, raw, relay):
+        """(transport, recipients, message, staging note or None) of this attempt. A
+        released mail goes through the release relay as it is; otherwise the staging
+        rules decide (not with transport = outbox, which keeps every mail anyway)."""
+        if relay == 'release':
+            return self.release_transport, recipients, raw, None
+        if self.staging is None or not self.staging.mode or \
+                getattr(self.transport, 'keeps_mail', False):
+            return self.transport, recipients, raw, None
+        send_to, message, note = self.staging.plan(recipients, raw)
+        return self.transport, send_to, message, note
 
     def _all_suppressed(self, mail_id, queue, task, busy, suppressed, then_fetch):
         """Every recipient was suppressed while the mail waited: it ends `suppressed`,

@@ -8,16 +8,19 @@ into Unavailable so every surface can answer "Redis is down" the same way.
 import contextlib
 import hashlib
 import json
+import logging
 import time
 
 import redis
 
-from .compose import compose
+from .compose import compose, release_copy
 from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
 from .store.mails import reused_key
 from .store.record import iso
 from .store.states import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT, SUPPRESSED
+
+log = logging.getLogger('mailq.service')
 
 
 @contextlib.contextmanager
@@ -87,6 +90,38 @@ def _accepted(rt, mail, result, request_hash):
         status = SUPPRESSED         # every recipient is suppressed: stored, never sent
     return {'id': mail.id, 'status': status, 'queue': mail.queue,
             'send_at': iso(mail.send_at), 'suppressed': list(dict.fromkeys(result.suppressed))}
+
+
+def release(rt, mail_id, to):
+    """Release a caught mail (one in the outbox) to `to` through the real relay: a new
+    mail with its own record, accepted like any other, whose worker sends it through
+    [smtp] release_host (or the main relay). The caught mail stays as it is."""
+    smtp = rt.config.smtp
+    if smtp.release_relay() is None:
+        raise Conflict('no relay to release through: set [smtp] release_host (or '
+                       'transport = smtp)')
+    if isinstance(to, str):
+        to = [to]
+    with redis_errors():
+        original = rt.store.get(mail_id, with_raw=True)
+        if original is None:
+            raise NotFound(f'no mail {mail_id!r}')
+        if not rt.store.outbox.contains(mail_id):
+            raise Conflict(f'mail {mail_id} is not in the outbox (it is {original.status})')
+    mail = release_copy(original, to, config=rt.config)
+    if smtp.allow_recipients:
+        from .transport import Staging
+        refused = [r for r in mail.recipients if not Staging(smtp).allowed(r)]
+        if refused:
+            raise ValidationError('to', f'{", ".join(refused)} not in [smtp] allow_recipients '
+                                        f'({", ".join(smtp.allow_recipients)})')
+    with redis_errors():
+        rt.store.accept(mail, rt.new_task(mail.id, mail.queue))
+        rt.store.note_release(mail_id, mail.id, mail.recipients, mail.created_at)
+    log.info('released mail %s to %s as mail %s', mail_id, ', '.join(mail.recipients), mail.id,
+             extra={'fields': {'event': 'release', 'mail': mail_id, 'copy': mail.id,
+                               'to': mail.recipients}})
+    return {'id': mail.id, 'status': QUEUED, 'released_from': mail_id, 'to': mail.recipients}
 
 
 def get_mail(rt, mail_id):

@@ -7,6 +7,7 @@ mail opens a new one. A registry of all threads' sessions lets the graceful stop
 end each one with QUIT (RFC 5321 4.1.1.10).
 """
 import base64
+import fnmatch
 import email
 import email.generator
 import io
@@ -52,6 +53,48 @@ class Delivery:
         if self.ok:
             return [r for r in recipients if r in deferred]
         return [r for r in recipients if r not in self.refused or r in deferred]
+
+
+class Staging:
+    """[smtp] allow_recipients and redirect_to, applied to each delivery attempt.
+
+    plan() says whom this attempt goes to, with which bytes, and what to note on the
+    mail: the recipients caught (kept in the outbox instead), or the original
+    recipients of a redirected mail, which also get an X-Original-To header."""
+
+    def __init__(self, smtp_config):
+        self.mode = smtp_config.staging
+        self.patterns = smtp_config.allow_recipients
+        self.redirect_to = smtp_config.redirect_to
+
+    def allowed(self, address):
+        address = address.lower()
+        return any(fnmatch.fnmatchcase(address, p) for p in self.patterns)
+
+    def plan(self, recipients, raw):
+        """(recipients to send to, message, note for the record or None)."""
+        if self.mode == 'redirect':
+            header = 'X-Original-To: ' + ',\r\n '.join(_header_safe(r) for r in recipients)
+            return ([self.redirect_to], header.encode() + b'\r\n' + raw,
+                    {'mode': 'redirect', 'to': self.redirect_to, 'original': recipients})
+        if self.mode == 'allow':
+            caught = [r for r in recipients if not self.allowed(r)]
+            if caught:
+                return ([r for r in recipients if r not in caught], raw,
+                        {'mode': 'allow', 'caught': caught,
+                         'reason': 'not in [smtp] allow_recipients (' +
+                                   ', '.join(self.patterns) + ')'})
+        return recipients, raw, None
+
+
+def _header_safe(address):
+    return ''.join(c for c in address if ' ' < c <= '~')
+
+
+def create_release_transport(smtp_config):
+    """The SMTP transport caught mails are released through, or None without a relay."""
+    relay = smtp_config.release_relay()
+    return SMTPTransport(relay) if relay else None
 
 
 def create_transport(smtp_config):

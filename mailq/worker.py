@@ -22,7 +22,7 @@ from .processor import Processor
 from .redisconn import is_outage, outage_text, persistence_warning
 from .runtime import Runtime
 from .swarm import Swarm, shares
-from .transport import create_transport
+from .transport import Staging, create_release_transport, create_transport
 from .webhooks import start_dispatcher
 
 log = logging.getLogger('mailq.worker')
@@ -113,9 +113,11 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         return run_swarm(config, concurrency, queues)
     worker_type = 'thread'
     transport = create_transport(config.smtp)
+    release = create_release_transport(config.smtp)
     worker_id = worker_identity()
     rt = Runtime(config, lambda rt: Processor(rt.store, transport, cfg, config.log,
-                                              rt.new_task, worker_id, config.suppression))
+                                              rt.new_task, worker_id, config.suppression,
+                                              Staging(config.smtp), release))
     rt.huey.storage.bind_worker(worker_id, queues)
 
     _startup_checks(rt)
@@ -128,6 +130,8 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     log.info('worker %s: %d %s worker(s), queues %s, transport %s', worker_id, concurrency,
              worker_type, ', '.join(f'{q},{w}' if w else q for q, w in queues),
              config.smtp.transport)
+    if config.smtp.staging:
+        log.warning('worker %s: %s', worker_id, config.smtp.staging_text)
     cron = start_ticker(rt, worker_id)      # checks the cron jobs: ConfigError stops here
     _beat_once(heartbeat)
     heartbeat.start()
@@ -141,6 +145,8 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         heartbeat.stop()
         _return_in_flight(rt, worker_id)
         transport.close(polite=True)
+        if release is not None:
+            release.close(polite=True)
         log.info('worker %s stopped', worker_id)
     return 0
 

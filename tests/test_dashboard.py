@@ -559,8 +559,15 @@ def test_overview_history_and_redis_box(browser, rt):
     today = time.strftime('%Y-%m-%d', time.gmtime())
     rt.redis.set(rt.keys.stat('processed', today), 12)
     rt.redis.set(rt.keys.stat('failed', today), 3)
+    rt.redis.hset(rt.keys.stat('outcomes', today), mapping={
+        'sent': 9, 'retrying': 2, 'dead': 1, 'queue:mailers': 10, 'queue:default': 2})
     days = browser.api('GET', '/api/stats/history?days=7')[2]['days']
-    assert len(days) == 7 and days[-1] == {'day': today, 'processed': 12, 'failed': 3}
+    assert len(days) == 7 and days[-1] == {'day': today, 'processed': 12, 'failed': 3,
+                                           'sent': 9, 'retrying': 2, 'dead': 1,
+                                           'queues': {'mailers': 10, 'default': 2}}
+    assert days[0]['sent'] == 0 and days[0]['queues'] == {'mailers': 0, 'default': 0}
+    assert len(browser.api('GET', '/api/stats/history?days=180')[2]['days']) == 180
+    assert browser.api('GET', '/api/stats/history?days=365')[0] == 422
     html = browser.get('/?days=7')[2]
     assert f'{today}: 12 processed, 3 failed' in html and 'poll-interval' in html
     assert 'persistence' in html.lower() and 'appendonly yes' in html   # test Redis: no disk

@@ -187,3 +187,6 @@ class Dead(Bounded):
 
 class Outbox(Bounded):
     kind = LISTS['outbox']
+
+    def contains(self, mail_id):
+        return self.redis.zscore(self.key, mail_id) is not None

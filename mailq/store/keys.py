@@ -27,6 +27,10 @@
     <p>:hook:<name>:events  stream  events for webhook endpoint <name> (group 'dispatch')
     <p>:hook:<name>         hash    endpoint state: failures in a row, paused, retry_now
     <p>:hook:<name>:log     list    recent deliveries to the endpoint (JSON), newest first
+    <p>:events              channel pub/sub: a JSON line per new mail and per outcome, for
+                                    the dashboard's live pages (GET /api/events); no key
+    <p>:stat:outcomes:<day> hash    attempts per outcome (sent, retrying, dead, suppressed)
+                                    and per queue (queue:<name>) that day (UTC)
 """
 
 
@@ -43,6 +47,7 @@ class Keys:
         self.schema = self.prefix + 'schema'
         self.suppressed = self.prefix + 'suppressed'
         self.suppressed_order = self.prefix + 'suppressed:order'
+        self.events = self.prefix + 'events'
 
     def record(self, mail_id):
         return f'{self.prefix}m:{mail_id}'

@@ -123,7 +123,7 @@ class Store:
             args += [name, value]
         reply = self.scripts.accept(
             keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
-                  *events.streams], args=args, client=pipe or self.redis)
+                  keys.events, *events.streams], args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
     def accept_all(self, items):
@@ -198,9 +198,10 @@ class Store:
                   *FINAL_STATES])
         if not claim:
             return None
-        sender, rcpts, raw, attempts, suppressed = claim
+        sender, rcpts, raw, attempts, suppressed, *relay = claim
         return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts),
-                             json.loads(suppressed) if suppressed else [])
+                             json.loads(suppressed) if suppressed else [],
+                             relay[0].decode() if relay else '')
 
     def wait_for_work(self, queue_order, timeout):
         """Block up to `timeout` s for a wake token of one of the queues."""
@@ -208,7 +209,8 @@ class Store:
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
-               suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=()):
+               suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=(),
+               staging=''):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
         given, narrows the envelope to the recipients still owed the mail. In the same
         script: `suppress` ({normalised address: info}) goes on the suppression list,
@@ -216,6 +218,9 @@ class Store:
         record, and the outcome's event is written for the endpoints that take it;
         `event` is {'recipients': [...], 'code', 'reply'} for its body. With
         `then_fetch` (a queue order), the thread's next task is fetched in the same call.
+        `staging` (JSON) is what [smtp] allow_recipients or redirect_to did to this
+        attempt, noted on the record. The outcome is published on the events channel and
+        counted per outcome and queue for the day.
         Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
@@ -236,7 +241,8 @@ class Store:
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
                   keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
-                  keys.suppressed_order, *events.streams, keys.paused,
+                  keys.suppressed_order, keys.events, keys.stat('outcomes', day),
+                  *events.streams, keys.paused,
                   *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
@@ -244,7 +250,7 @@ class Store:
                   event.get('code') or 0, event.get('reply') or '',
                   json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
                   else '', '1' if refused_for_good else '',
-                  json.dumps(list(suppressed_now)) if suppressed_now else '',
+                  json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
                   len(events.streams), *events.subscriptions, *then_fetch])
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
@@ -311,6 +317,11 @@ class Store:
         pipe.lrange(self.keys.log(mail_id), 0, -1)
         record, log = pipe.execute()
         return MailRecord.from_redis(record, log, with_raw)
+
+    def note_release(self, mail_id, copy_id, recipients, at):
+        """Note on a caught mail that a copy of it was released (one field per release)."""
+        self.redis.hset(self.keys.record(mail_id), f'released:{copy_id}',
+                        json.dumps({'id': copy_id, 'to': recipients, 'at': at}))
 
     def status(self, mail_id):
         value = self.redis.hget(self.keys.record(mail_id), 'status')

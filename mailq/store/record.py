@@ -15,7 +15,7 @@ from .states import RETRYING
 # The fields a list row needs (one HMGET per row).
 ROW_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'attempts',
               'created_at', 'send_at', 'next_at', 'finished_at', 'sent_at', 'attachments',
-              'from')
+              'from', 'staging', 'released_from')
 
 
 def iso(ts):
@@ -85,9 +85,16 @@ class MailRecord:
         }
         # Fields of this release, shown when the record has them (a record written by
         # an older release reads exactly as it did there).
-        for name in ('metadata', 'suppressed'):
+        for name in ('metadata', 'suppressed', 'staging'):
             if f.get(name):
                 view[name] = _json(f[name])
+        if f.get('released_from'):
+            view['released_from'] = f['released_from']
+        releases = [_json(v) for k, v in f.items() if k.startswith('released:')]
+        if releases:
+            view['releases'] = sorted((r for r in releases if r), key=lambda r: r['at'])
+            for r in view['releases']:
+                r['at'] = iso(r['at'])
         return view
 
 
@@ -115,4 +122,6 @@ def row(mail_id, fields, score, stale):
         'attachments': int(f.get('attachments') or 0), 'at': iso(score),
         'at_ts': score, 'created_at': iso(f.get('created_at')),
         'finished_at': iso(f.get('finished_at')), 'stale': stale,
+        'staging': _json(f['staging']) if f.get('staging') else None,
+        'released_from': f.get('released_from') or None,
     }

@@ -14,6 +14,14 @@ class Stats:
         return [(int(p or 0), int(f or 0)) for p, f in zip(values[:len(days)],
                                                            values[len(days):])]
 
+    def outcomes_per_day(self, days):
+        """[{outcome or 'queue:<name>': count}] for each 'YYYY-MM-DD' day; {} for a day
+        before this release (which counted processed and failed only)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.stat('outcomes', day))
+        return [{k.decode(): int(v) for k, v in found.items()} for found in pipe.execute()]
+
     def totals(self):
         """Everything /metrics counts: {processed, failed, deliveries, duration,
         scheduled, retrying, dead, outbox, paused}, in one round trip."""

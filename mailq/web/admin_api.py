@@ -6,7 +6,7 @@ call), answer. Bodies of POSTs are optional JSON: {"ids": [...]} or
 """
 import bottle
 
-from .. import admin
+from .. import admin, service
 from ..errors import ValidationError
 from ..store.states import ACTIONS, LISTS, QUEUE_LIST, route_pattern
 from .api import api_route, read_json
@@ -84,6 +84,14 @@ def install(app, rt):
 
     for kind in LISTS.values():
         _install_list(app, rt, kind)
+
+    @app.post('/api/outbox/<mail_id>/release')
+    @api_route
+    def release(mail_id):
+        to = _body().get('to')
+        if not to:
+            raise ValidationError('to', 'give the address(es) to release the mail to')
+        return json_response(202, service.release(rt, mail_id, to))
 
     @app.get('/api/mails/<mail_id>/message')
     @api_route

@@ -91,7 +91,8 @@ def render(rt, name, status=200, **context):
     context.update(
         path=bottle.request.path, summary=summary, csrf_field=csrf.FIELD,
         csrf_token=csrf.masked_token(rt.config.web.secret, sid),
-        outbox_on=rt.config.smtp.transport == 'outbox', cron_on=admin.cron_available(),
+        outbox_on=outbox_on(rt), cron_on=admin.cron_available(),
+        staging=rt.config.smtp.staging_text,
         webhooks_on=bool(rt.config.webhooks),
         flash=_flash(), back=bottle.request.fullpath + (
             '?' + bottle.request.query_string if bottle.request.query_string else ''))
@@ -99,6 +100,13 @@ def render(rt, name, status=200, **context):
     bottle.response.content_type = 'text/html; charset=utf-8'
     security.apply_headers()
     return environment().get_template(name).render(**context)
+
+
+def outbox_on(rt):
+    """The Outbox tab: with transport = outbox, and in staging with allow_recipients
+    (which keeps the mail it does not send there)."""
+    smtp = rt.config.smtp
+    return smtp.transport == 'outbox' or smtp.staging == 'allow'
 
 
 def _flash():
@@ -350,6 +358,6 @@ def list_url(rt, mail):
     if mail['status'] == QUEUED:
         return f"/queues/{mail['queue']}"
     kind = next((k for k in LISTS.values() if k.state == mail['status']), None)
-    if kind is None or (kind.name == 'outbox' and rt.config.smtp.transport != 'outbox'):
+    if kind is None or (kind.name == 'outbox' and not outbox_on(rt)):
         return '/'
     return f'/{kind.name}'

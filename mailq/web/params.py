@@ -3,7 +3,7 @@ import bottle
 
 from ..errors import ValidationError
 
-HISTORY_DAYS = (7, 30, 90)
+HISTORY_DAYS = (7, 30, 90, 180)
 
 
 def paging():
@@ -13,7 +13,7 @@ def paging():
 
 
 def days():
-    """?days= of the history: 7, 30 or 90 (default 30); anything else is a 422,
+    """?days= of the history: 7, 30, 90 or 180 (default 30); anything else is a 422,
     on the overview page as in the API, rather than silently another range."""
     raw = bottle.request.query.get('days', '30')
     if raw not in {str(d) for d in HISTORY_DAYS}:     # no int(): '²' and 5000 digits

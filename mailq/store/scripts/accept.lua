@@ -6,7 +6,8 @@
 -- `suppressed` with no task. Either way the mail.suppressed event is written here.
 -- Returns {1 | 0, id, suppressed addresses as JSON or '', 1 when all are}.
 -- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list,
---       suppression hash, then the event stream of each webhook endpoint
+--       suppression hash, events channel (pub/sub, for the live pages), then the event
+--       stream of each webhook endpoint
 -- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, now, seconds to
 --       keep a suppressed mail, n endpoints, their subscriptions (n), field/value pairs...
 if KEYS[2] ~= '' then
@@ -36,6 +37,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, first))
+local status = all and 'suppressed' or (ARGV[3] == 'queue' and 'queued' or 'scheduled')
+redis.call('PUBLISH', KEYS[6], cjson.encode({type = 'mail', id = ARGV[1], status = status,
+                                             new = true}))
 if #suppressed == 0 then
   if ARGV[3] == 'queue' then
     push_task(KEYS[3], KEYS[4], ARGV[5], false)
@@ -55,5 +59,5 @@ elseif ARGV[3] == 'queue' then
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
-emit('mail.suppressed', KEYS[1], ARGV[6], {'recipients_suppressed', listed}, 5, 8, n)
+emit('mail.suppressed', KEYS[1], ARGV[6], {'recipients_suppressed', listed}, 6, 8, n)
 return {1, ARGV[1], listed, all and 1 or 0}

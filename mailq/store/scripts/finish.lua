@@ -5,8 +5,9 @@
 -- KEYS: record, attempt log, in-flight list, busy hash, processed, failed,
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
 --       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
---       suppression order zset, then the event stream of each webhook endpoint, the
---       paused set and the queue lists to fetch the thread's next task from (none: no fetch)
+--       suppression order zset, the events channel (pub/sub), today's outcomes hash,
+--       then the event stream of each webhook endpoint, the paused set and the queue
+--       lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
 --       (sent, suppressed), mail id, metrics: outcome:code class field, duration bucket
@@ -14,11 +15,11 @@
 --       all the envelope had), event type, recipients' outcomes (JSON, for the event),
 --       code, reply, addresses to suppress (JSON object address -> JSON info, or ''),
 --       '1' when a recipient refused the mail for good, recipients found suppressed at
---       delivery (JSON list or ''), n endpoints, their subscriptions (n), then the names
---       of the queues to fetch from
+--       delivery (JSON list or ''), staging note (JSON or ''), n endpoints, their
+--       subscriptions (n), then the names of the queues to fetch from
 -- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
 -- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
-local n = tonumber(ARGV[22])
+local n = tonumber(ARGV[23])
 
 local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
@@ -40,6 +41,14 @@ local function record()
   redis.call('INCR', KEYS[7])
   redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
   local outcome = ARGV[3]
+  -- Per day, by outcome and by queue: the overview's series (none before this release).
+  local queue = redis.call('HGET', KEYS[1], 'queue') or ''
+  redis.call('HINCRBY', KEYS[15], outcome, 1)
+  redis.call('HINCRBY', KEYS[15], 'queue:' .. queue, 1)
+  redis.call('EXPIRE', KEYS[15], DAY_STAT_TTL)
+  if ARGV[22] ~= '' then
+    redis.call('HSET', KEYS[1], 'staging', ARGV[22])
+  end
   if outcome ~= 'sent' and outcome ~= 'suppressed' then
     redis.call('INCR', KEYS[6])
     redis.call('INCR', KEYS[8])
@@ -86,13 +95,16 @@ local function record()
       etype = 'mail.partly_sent'
     end
     emit(etype, KEYS[1], ARGV[4], {'recipients', ARGV[16], 'code', ARGV[17], 'reply', ARGV[18]},
-         13, 22, n)
+         15, 23, n)
   end
+  -- For the live pages; with nobody subscribed a PUBLISH costs next to nothing.
+  redis.call('PUBLISH', KEYS[14], cjson.encode({type = 'mail', id = ARGV[10], status = outcome,
+                                               queue = queue}))
   return 1
 end
 
 local recorded = record()
-local next_task = fetch_task(KEYS[3], KEYS[14 + n], 15 + n, 23 + n)
+local next_task = fetch_task(KEYS[3], KEYS[16 + n], 17 + n, 24 + n)
 if next_task then
   return {recorded, next_task[1], next_task[2]}
 end
