@@ -33,7 +33,7 @@ def test_take_moves_the_task_into_the_in_flight_list_and_claims_it(rt, redis_cli
     queue, task, claim = take(rt, 'w1')
     assert queue == 'mailers' and json.loads(task)['args'] == [mail_id]
     assert claim == ('mailq@example.com', ['ann@example.com'],
-                     redis_client.hget(f'mailq:m:{mail_id}', 'raw'), 1, [], '')  # none suppressed, no relay
+                     redis_client.hget(f'mailq:m:{mail_id}', 'raw'), 1, [], '')  # no relay
     assert redis_client.llen('mailq:q:mailers') == 0
     assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [task]
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sending'
