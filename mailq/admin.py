@@ -10,8 +10,10 @@ for long, and an "all" action acts on each mail of the list once.
 """
 import email
 import email.policy
+import html.parser
 import json
 import math
+import re
 import time
 
 from .cron import jobs as cron_jobs_module
@@ -163,7 +165,75 @@ def mail_detail(rt, mail_id):
     view['size'] = len(raw)
     view['raw'] = raw.decode('utf-8', 'replace')
     view.update(message_parts(raw))
+    view['links'] = links(view['html'], view['text'])
+    with redis_errors():
+        view['in_outbox'] = rt.store.outbox.contains(mail_id)
     return view
+
+
+class _Links(html.parser.HTMLParser):
+    """The href of every <a> and <area>, with the link's text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found, self._open = [], None
+
+    def handle_starttag(self, tag, attrs):
+        href = dict(attrs).get('href')
+        if tag in ('a', 'area') and href is not None:
+            self.found.append([href.strip(), ''])
+            self._open = self.found[-1] if tag == 'a' else None
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == 'a':
+            self._open = None
+
+
+TEXT_URL = re.compile(r'\b(?:https?|ftp)://[^\s<>"\')\]]+', re.IGNORECASE)
+MAX_LINKS = 500
+
+
+def links(html_part, text_part):
+    """The links of a mail, as Mailpit's link check lists them: [{url, text, part,
+    https, problem}], where https is True only for an absolute https URL."""
+    found = []
+    if html_part:
+        parser = _Links()
+        try:
+            parser.feed(html_part)
+        except Exception:       # noqa: BLE001 - a broken mail must not break its page
+            pass
+        found += [(url, ' '.join(text.split()), 'HTML') for url, text in parser.found]
+    if text_part:
+        found += [(url.rstrip('.,;:!?'), '', 'text') for url in TEXT_URL.findall(text_part)]
+    seen, out = set(), []
+    for url, text, part in found[:MAX_LINKS]:
+        if (url, part) in seen:
+            continue
+        seen.add((url, part))
+        out.append({'url': url, 'text': text, 'part': part, **_link_check(url)})
+    return out
+
+
+def _link_check(url):
+    lowered = url.lower()
+    if lowered.startswith('https://') and len(url) > 8:
+        return {'https': True, 'problem': None}
+    if lowered.startswith('http://'):
+        problem = 'not https'
+    elif lowered.startswith(('mailto:', 'tel:')):
+        problem = lowered.split(':', 1)[0] + ': link'
+    elif lowered.startswith(('javascript:', 'data:', 'vbscript:')):
+        problem = 'script or data URL'
+    elif '://' not in lowered and not lowered.startswith('//'):
+        problem = 'relative'
+    else:
+        problem = 'not https'
+    return {'https': False, 'problem': problem}
 
 
 def message_parts(raw):

@@ -293,13 +293,14 @@ class WebConfig:
     cleanup_interval: float = 5.0
     backlog: int = 1024
     trusted_proxy: str = ''         # whose X-Forwarded-Proto is believed
+    event_streams: int = 4          # live pages (GET /api/events) at once; each holds a thread
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
               'api_token': _str, 'threads': _int(1, 256), 'processes': _int(1, 64),
               'secret': _secret, 'allowed_hosts': _host_list,
               'connection_limit': _int(10, 100000), 'channel_timeout': _float(1),
               'cleanup_interval': _float(0.5), 'backlog': _int(1, 65535),
-              'trusted_proxy': _str}
+              'trusted_proxy': _str, 'event_streams': _int(0, 255)}
 
     @property
     def has_auth(self):
@@ -590,6 +591,10 @@ def _check_cross_fields(config):
     if config.smtp.redirect_to and config.smtp.allow_recipients:
         raise config.error('set redirect_to or allow_recipients, not both (redirect_to '
                            'sends everything to one address)', 'smtp', 'redirect_to')
+    if config.web.event_streams >= config.web.threads:
+        raise config.error(f'must be below [web] threads ({config.web.threads}): each live '
+                           'page holds a thread, and requests need one too', 'web',
+                           'event_streams')
     if bool(config.web.username) != bool(config.web.password):
         raise config.error('set both username and password, or neither', 'web',
                            'password' if config.web.username else 'username')

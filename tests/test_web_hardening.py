@@ -336,7 +336,7 @@ def test_wrong_and_missing_credentials_are_told_apart(authed_web):
 def test_a_bad_days_is_422_on_the_page_and_in_the_api(open_web, value):
     status, headers, html = call(open_web, 'GET', f'/?days={value}')
     assert status == 422 and headers['content-type'].startswith('text/html')
-    assert 'days: must be 7, 30 or 90' in html
+    assert 'days: must be 7, 30, 90 or 180' in html
     status, _, body = call(open_web, 'GET', f'/api/stats/history?days={value}')
     assert status == 422 and body['details']['field'] == 'days'
 

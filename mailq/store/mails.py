@@ -90,6 +90,11 @@ class Store:
         self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
         self.suppressions = Suppressions(client, keys, self.scripts)
 
+    def live_events(self):
+        """A subscription to the events channel (store/live.py), for GET /api/events."""
+        from .live import LiveEvents
+        return LiveEvents(self.redis, self.keys)
+
     def queue(self, name):
         return Queue(self.redis, self.keys, self.scripts, name)
 

@@ -17,13 +17,13 @@ import bottle
 import redis
 
 from ..errors import ConfigError
-from . import (admin_api, api, cron_api, dashboard, metrics_route, openapi, security,
+from . import (admin_api, api, cron_api, dashboard, events, metrics_route, openapi, security,
                webhooks_api)
 from .auth import require_auth
 from .responses import error_response
 
 log = logging.getLogger('mailq.web')
-ROUTES = (api, openapi, metrics_route, cron_api, admin_api, dashboard, webhooks_api)
+ROUTES = (api, openapi, metrics_route, cron_api, admin_api, events, dashboard, webhooks_api)
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503)
 
 

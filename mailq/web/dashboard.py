@@ -18,7 +18,7 @@ import bottle
 import jinja2
 
 from .. import admin, service
-from ..errors import MailqError, Unavailable
+from ..errors import MailqError, Unavailable, ValidationError
 from ..store.states import ACTION_LABELS, ACTIONS, LISTS, QUEUE_LIST, QUEUED, route_pattern
 from ..templates import builtin_templates, template_loader
 from . import csrf, security
@@ -28,11 +28,19 @@ from .params import days, paging
 MAIL_VERBS = route_pattern(ACTIONS)
 QUEUE_VERBS = route_pattern(('pause', 'resume', 'clear') + QUEUE_LIST.actions)
 FLASH_PARAMS = ('did', 'n', 'skipped')
+COLUMNS = {
+    'queue': ('Created', 'To', 'Subject', 'Attempts'),
+    'scheduled': ('Send at', 'Queue', 'To', 'Subject'),
+    'retrying': ('Next attempt', 'Attempts', 'To', 'Subject', 'Last error'),
+    'dead': ('Died', 'Attempts', 'To', 'Subject', 'Last error'),
+    'outbox': ('Time', 'From', 'To', 'Subject', ''),
+}
 DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Killed',
               'delete': 'Deleted', 'clear': 'Cleared', 'pause': 'Paused',
               'resume': 'Resumed', 'quiet': 'Asked to quiet', 'stop': 'Asked to stop',
               'run': 'Run enqueued', 'run_failed': 'The run failed; see its history below',
-              'add': 'Added', 'remove': 'Removed'}
+              'add': 'Added', 'remove': 'Removed',
+              'release': 'Released as a new mail; it is on its way through the relay'}
 
 
 # -- templates
@@ -44,7 +52,7 @@ def environment():
                              lstrip_blocks=True, auto_reload=False,
                              finalize=lambda value: '' if value is None else value)
     env.filters.update(ago=ago, duration=duration, filesize=filesize)
-    env.globals.update(page_url=page_url, labels=ACTION_LABELS)
+    env.globals.update(page_url=page_url, labels=ACTION_LABELS, columns_of=COLUMNS.get)
     return env
 
 
@@ -93,6 +101,7 @@ def render(rt, name, status=200, **context):
         csrf_token=csrf.masked_token(rt.config.web.secret, sid),
         outbox_on=outbox_on(rt), cron_on=admin.cron_available(),
         staging=rt.config.smtp.staging_text,
+        release_on=rt.config.smtp.release_relay() is not None,
         webhooks_on=bool(rt.config.webhooks),
         flash=_flash(), back=bottle.request.fullpath + (
             '?' + bottle.request.query_string if bottle.request.query_string else ''))
@@ -107,6 +116,18 @@ def outbox_on(rt):
     (which keeps the mail it does not send there)."""
     smtp = rt.config.smtp
     return smtp.transport == 'outbox' or smtp.staging == 'allow'
+
+
+def fragment(rt, name, **context):
+    """A part of a page (list rows, the outbox's pane), fetched by dashboard.js."""
+    sid = security.ensure_session()
+    context.update(csrf_field=csrf.FIELD, csrf_token=csrf.masked_token(rt.config.web.secret, sid),
+                   release_on=rt.config.smtp.release_relay() is not None,
+                   staging=rt.config.smtp.staging_text, back=safe_back(
+                       bottle.request.query.getunicode('back') or '/outbox'))
+    bottle.response.content_type = 'text/html; charset=utf-8'
+    security.apply_headers()
+    return environment().get_template(name).render(**context)
 
 
 def _flash():
@@ -205,31 +226,99 @@ def wants_all():
     return bottle.request.forms.get('all') == '1'
 
 
-# -- history chart (server-side SVG)
+# -- charts (server-side SVG)
 
-CHART_W, CHART_H = 720, 160
+CHART_W, CHART_H = 720, 160        # the realtime chart (drawn by dashboard.js)
+HIST_W, HIST_H = 760, 230          # the history charts: plot area plus the axes' margins
+MARGIN = {'left': 46, 'right': 10, 'top': 10, 'bottom': 28}
+MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
 def chart(days):
-    """Polyline points for the processed and failed series, plus axis labels."""
-    top = max([d['processed'] for d in days] + [d['failed'] for d in days] + [1])
-    top = _nice(top)
-    step = CHART_W / max(len(days) - 1, 1)
+    """The realtime chart's size (its points come from /api/stats in the browser)."""
+    return {'width': CHART_W, 'height': CHART_H}
 
-    def points(key):
-        return ' '.join(f'{i * step:.1f},{CHART_H - d[key] / top * CHART_H:.1f}'
-                        for i, d in enumerate(days))
-    return {'processed': points('processed'), 'failed': points('failed'), 'top': top,
-            'width': CHART_W, 'height': CHART_H, 'first': days[0]['day'],
-            'last': days[-1]['day'],
-            'bars': [{'x': i * step, 'day': d['day'], 'processed': d['processed'],
-                      'failed': d['failed']} for i, d in enumerate(days)]}
+
+def history_charts(days, queues):
+    """Two SVG charts of the history: by outcome (plus all attempts and failures, which
+    the days before per-outcome counters have too) and by queue."""
+    outcome = [('processed', 'all attempts'), ('sent', 'sent'), ('retrying', 'retrying'),
+               ('dead', 'dead')]
+    by_queue = [(f'q{i % 3}', q) for i, q in enumerate(queues)]
+    values = {'processed': [d['processed'] for d in days], 'failed': [d['failed'] for d in days]}
+    for name in ('sent', 'retrying', 'dead'):
+        values[name] = [d.get(name, 0) for d in days]
+    queue_values = {f'q{i % 3}:{q}': [d.get('queues', {}).get(q, 0) for d in days]
+                    for i, q in enumerate(queues)}
+    tips = [_tip(d, queues) for d in days]
+    return [
+        _svg_chart('outcome', 'Attempts per day by outcome', days, tips,
+                   [(key, label, values[key]) for key, label in outcome]),
+        _svg_chart('queue', 'Attempts per day by queue', days, tips,
+                   [(key, label, queue_values[f'{key}:{label}']) for key, label in by_queue]),
+    ]
+
+
+def _tip(day, queues):
+    lines = [f"{day['day']}: {day['processed']:,} processed, {day['failed']:,} failed",
+             ' · '.join(f"{name} {day.get(name, 0):,}" for name in ('sent', 'retrying', 'dead'))]
+    if queues:
+        lines.append(' · '.join(f"{q} {day.get('queues', {}).get(q, 0):,}" for q in queues))
+    return '\n'.join(lines)
+
+
+def _svg_chart(name, title, days, tips, series):
+    """Axes (days on x, counts on y, with gridlines), one polyline per series, and one
+    focusable band per day whose tooltip has that day's exact figures."""
+    left, top_m = MARGIN['left'], MARGIN['top']
+    width = HIST_W - left - MARGIN['right']
+    height = HIST_H - top_m - MARGIN['bottom']
+    peak = max([v for _, _, vals in series for v in vals] + [1])
+    top = _nice(peak)
+    n = len(days)
+    step = width / max(n - 1, 1)
+
+    def x(i):
+        return left + i * step
+
+    def y(v):
+        return top_m + height - v / top * height
+    lines = [{'key': key, 'label': label,
+              'points': ' '.join(f'{x(i):.1f},{y(v):.1f}' for i, v in enumerate(vals)),
+              'total': sum(vals)} for key, label, vals in series]
+    y_ticks = [{'y': round(y(top * k / 4), 1), 'label': _count_label(top * k / 4)}
+               for k in range(5)]
+    every = max(1, math.ceil(n / 8))
+    x_ticks = [{'x': round(x(i), 1), 'label': _day_label(d['day'])}
+               for i, d in enumerate(days) if (n - 1 - i) % every == 0]
+    band = step if n > 1 else width
+    points = [{'x': round(max(left, x(i) - band / 2), 1),
+               'w': round(min(band, width), 1), 'day': d['day'], 'tip': tips[i]}
+              for i, d in enumerate(days)]
+    return {'name': name, 'title': title, 'width': HIST_W, 'height': HIST_H, 'left': left,
+            'top': top_m, 'plot_w': width, 'plot_h': height, 'bottom': top_m + height,
+            'lines': lines, 'y_ticks': y_ticks, 'x_ticks': x_ticks, 'points': points,
+            'scale_top': top, 'first': days[0]['day'], 'last': days[-1]['day']}
+
+
+def _count_label(value):
+    if value >= 1000:
+        return f'{value / 1000:g}k'
+    return f'{value:g}'
+
+
+def _day_label(day):
+    year, month, date = day.split('-')
+    return f'{MONTHS[int(month) - 1]} {int(date)}'
 
 
 def _nice(value):
-    """The next 1, 2 or 5 times a power of ten at or above value."""
+    """The next 1, 2 or 5 times a power of ten at or above value (4 for a 4-tick axis
+    of small counts: 0, 1, 2, 3, 4)."""
+    if value <= 4:
+        return 4
     power = 10 ** math.floor(math.log10(value))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= value)
+    return next(m * power for m in (1, 2, 4, 5, 10) if m * power >= value)
 
 
 # -- routes
@@ -250,7 +339,9 @@ def install(app, rt):
     def overview():
         history = admin.history(rt, days())
         return render(rt, 'overview.html', days=len(history), chart=chart(history),
-                      redis=admin.redis_info(rt), queues=admin.queues(rt))
+                      charts=history_charts(history, admin.queue_names(rt)),
+                      history_days=admin.HISTORY_DAYS, redis=admin.redis_info(rt),
+                      queues=admin.queues(rt))
 
     @app.get('/busy')
     @page(rt)
@@ -279,6 +370,27 @@ def install(app, rt):
         listing = admin.listing(rt, QUEUE_LIST.name, *paging(), queue=name)
         return render(rt, 'list.html', kind=QUEUE_LIST.name, listing=listing, info=info,
                       title=f'Queue {name}', base=f'/queues/{name}')
+
+    @app.get('/queues/<name>/rows')
+    @page(rt)
+    def queue_rows(name):
+        return fragment(rt, 'rows.html', kind=QUEUE_LIST.name, base=f'/queues/{name}',
+                        listing=admin.listing(rt, QUEUE_LIST.name, *paging(), queue=name))
+
+    @app.get('/outbox/<mail_id>/pane')
+    @page(rt)
+    def pane(mail_id):
+        return fragment(rt, 'pane.html', selected=admin.mail_detail(rt, mail_id))
+
+    @app.post('/outbox/<mail_id>/release')
+    @action(rt)
+    def release(mail_id):
+        to = [a.strip() for a in (bottle.request.forms.getunicode('to') or '').split(',')
+              if a.strip()]
+        if not to:
+            raise ValidationError('to', 'give the address(es) to release the mail to')
+        service.release(rt, mail_id, to)
+        return {'did': 'release'}
 
     @app.post(f'/queues/<name>/<verb:re:{QUEUE_VERBS}>')
     @action(rt)
@@ -342,8 +454,18 @@ def _install_list(app, rt, kind):
     @page(rt)
     def listing():
         data = admin.listing(rt, kind.name, *paging())
+        selected = None
+        chosen = bottle.request.query.getunicode('id')
+        if kind.name == 'outbox' and chosen:
+            selected = admin.mail_detail(rt, chosen)
         return render(rt, 'list.html', kind=kind.name, listing=data, info=None,
-                      title=kind.name.capitalize(), base=f'/{kind.name}')
+                      title=kind.name.capitalize(), base=f'/{kind.name}', selected=selected)
+
+    @app.get(f'/{kind.name}/rows', name=f'rows_{kind.name}')
+    @page(rt)
+    def rows():
+        return fragment(rt, 'rows.html', kind=kind.name, base=f'/{kind.name}',
+                        listing=admin.listing(rt, kind.name, *paging()))
 
     @app.post(f'/{kind.name}/<verb:re:{MAIL_VERBS}>', name=f'act_{kind.name}')
     @action(rt)
