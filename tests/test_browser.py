@@ -188,3 +188,240 @@ def test_a_post_without_a_token_is_refused(page, app):
     assert api[0] == 403 and 'CSRF' in api[1]
     assert status_of(rt, mail_id) == 'scheduled'
     assert json.loads(rt.redis.zrange(rt.keys.schedule, 0, -1)[0])['args'] == [mail_id]
+
+
+# -- round two: live pages, the mail catcher, charts, every page in four looks
+
+def outbox_ini(tmp_ini, redis_url, smtp_server, **web):
+    return tmp_ini(
+        redis={'url': redis_url},
+        worker={'queues': 'mailers, default', 'concurrency': '2', 'retry_base': '3600',
+                'scheduler_interval': '0.1'},
+        smtp={'transport': 'outbox', 'from': 'mailq@example.com',
+              'release_host': '127.0.0.1', 'release_port': str(smtp_server.port)},
+        web={'username': USER, 'password': PASSWORD, **web},
+        templates={'path': str(REPO_ROOT / 'templates' / 'mail')}, **REPORT_JOB)
+
+
+@pytest.fixture
+def catcher(tmp_ini, redis_url, smtp_server):
+    """A real `mailq web` process and a real worker, transport = outbox, a release relay."""
+    from support.web_proc import WebProcess
+    ini = outbox_ini(tmp_ini, redis_url, smtp_server)
+    web = WebProcess(ini)
+    worker = start_worker(ini, '-w', '2')
+    from mailq.config import load
+    from mailq.runtime import Runtime
+    rt = Runtime(load(str(ini), environ={}))
+    yield web, rt, ini
+    stop_process(worker)
+    web.stop()
+
+
+def wide_page(browser, url, width=1400, scheme='light'):
+    context = browser.new_context(base_url=url, viewport={'width': width, 'height': 900},
+                                  color_scheme=scheme,
+                                  http_credentials={'username': USER, 'password': PASSWORD})
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.on('console', lambda m: m.type == 'error' and tab.console_errors.append(m.text))
+    tab.on('dialog', lambda d: d.accept())
+    return tab
+
+
+def test_a_mail_posted_while_the_outbox_is_open_appears_within_2_s(browser, catcher):
+    web, rt, _ = catcher
+    first = service.send(rt, {'to': 'ann@example.com', 'subject': 'Already here',
+                              'text': 'x'})['id']
+    wait_for(lambda: status_of(rt, first) == 'sent', 'the first mail')
+    page = wide_page(browser, web.url)
+    try:
+        page.goto('/outbox')
+        page.wait_for_selector('body[data-live="sse"]')
+        assert page.locator('#rows-body tr.new').count() == 0
+        posted = time.monotonic()
+        status, _, body = web.request('POST', '/api/mails', {
+            'to': 'bob@example.com', 'subject': 'Live arrival', 'text': 'x'},
+            headers={'Authorization': _basic()})
+        assert status == 202
+        page.wait_for_selector(f'#rows-body tr.new[data-id="{body["id"]}"]', timeout=2000)
+        took = time.monotonic() - posted
+        assert took < 2.0
+        assert page.locator(f'#rows-body tr[data-id="{first}"]').get_attribute('class') \
+            in (None, '')                                    # the old row is not marked
+        # The summary bar counts live: two processed now, without a reload.
+        page.wait_for_selector('[data-stat="processed"]:text-is("2")', timeout=5000)
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+    print(f'live arrival after {took * 1000:.0f} ms')
+
+
+def test_the_outbox_falls_back_to_polling_when_no_stream_is_free(browser, tmp_ini, redis_url,
+                                                                 smtp_server):
+    from support.web_proc import WebProcess
+    ini = outbox_ini(tmp_ini, redis_url, smtp_server, event_streams='0')
+    web = WebProcess(ini)
+    worker = start_worker(ini, '-w', '1')
+    page = wide_page(browser, web.url)
+    try:
+        status, headers, body = web.request('GET', '/api/events',
+                                            headers={'Authorization': _basic()})
+        assert status == 503 and 'event_streams' in body['error']
+        page.goto('/outbox')
+        page.wait_for_selector('body[data-live="polling"]')
+        web.request('POST', '/api/mails', {'to': 'c@example.com', 'subject': 'Polled',
+                                           'text': 'x'}, headers={'Authorization': _basic()})
+        page.wait_for_selector('#rows-body tr.new', timeout=12000)
+        assert 'Polled' in page.inner_text('#rows-body tr.new')
+    finally:
+        page.context.close()
+        stop_process(worker)
+        web.stop()
+
+
+def test_catcher_split_pane_keys_search_preview_links_and_release(browser, catcher,
+                                                                  smtp_server, artifacts):
+    web, rt, _ = catcher
+    html = ('<p>Hi</p><a href="https://example.com/ok">fine</a> '
+            '<a href="http://example.com/plain">plain</a> <a href="/relative">rel</a>')
+    ids = [service.send(rt, {'to': f'u{i}@example.com', 'subject': f'Mail {i}',
+                             'text': f'text {i} https://example.com/t{i}', 'html': html,
+                             'attachments': [{'filename': 'a.txt', 'content': 'aGk=',
+                                              'content_type': 'text/plain'}]})['id']
+           for i in range(3)]
+    wait_for(lambda: all(status_of(rt, i) == 'sent' for i in ids), 'three caught mails')
+    page = wide_page(browser, web.url)
+    try:
+        page.goto('/outbox')
+        assert page.locator('#pane').is_visible()            # 1,400 px: split pane
+        page.keyboard.press('j')
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[2]}"]')   # newest first
+        page.keyboard.press('j')
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[1]}"]')
+        page.keyboard.press('k')
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[2]}"]')
+        assert page.locator('#rows-body tr.selected').get_attribute('data-id') == ids[2]
+        # Previews at phone, tablet and desktop widths, in the sandbox as before.
+        frame = page.locator('#pane iframe.mail-html')
+        assert frame.get_attribute('sandbox') == ''
+        for width in (375, 768, 1200):
+            page.click(f'#pane button[data-width="{width}"]')
+            assert round(frame.bounding_box()['width']) == width
+        assert page.frame_locator('#pane iframe.mail-html').locator('p').inner_text() == 'Hi'
+        # Links: the two that are not absolute https are flagged.
+        page.click('#pane .parts-nav a[data-part="links"]')
+        flagged = page.locator('#pane .links li.flagged').all_inner_texts()
+        assert len(flagged) == 2 and any('not https' in f for f in flagged) \
+            and any('relative' in f for f in flagged)
+        assert page.locator('#pane .links li.ok').count() == 2   # html https + text https
+        for part, words in (('text', 'text 2'), ('headers', 'Message-ID'),
+                            ('raw', 'Content-Type'), ('attachments', 'a.txt')):
+            page.click(f'#pane .parts-nav a[data-part="{part}"]')
+            assert words in page.locator(f'#pane section[data-part="{part}"]').inner_text()
+        screenshot(page, artifacts, 'outbox-pane-1400-light')
+        # "/" focuses the search, which finds as you type.
+        page.keyboard.press('/')
+        assert page.evaluate('document.activeElement.type') == 'search'
+        page.keyboard.type('Mail 1')
+        wait_for(lambda: page.locator('#rows-body tr[data-id]').count() == 1, 'the search',
+                 timeout=5)
+        assert page.locator('#rows-body tr[data-id]').get_attribute('data-id') == ids[1]
+        # Release the selected mail to a real address.
+        page.goto(f'/outbox?id={ids[0]}')
+        page.fill('#pane input[name="to"]', 'qa@example.com')
+        page.click('#pane .release-form button')
+        page.wait_for_selector('.flash')
+        assert 'Released' in page.inner_text('.flash')
+        received = smtp_server.wait_for(1)
+        assert received[0].rcpt_tos == ['qa@example.com']
+        assert b'Resent-To: qa@example.com' in received[0].data
+        assert status_of(rt, ids[0]) == 'sent'            # the caught original stays
+        copy = service.get_mail(rt, ids[0])['releases'][0]['id']
+        wait_for(lambda: status_of(rt, copy) == 'sent', 'the released copy')
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
+def test_a_chart_tooltip_shows_the_figure_the_api_reports(browser, catcher):
+    web, rt, _ = catcher
+    for i in range(3):
+        service.send(rt, {'to': f'c{i}@example.com', 'subject': 'Count me', 'text': 'x',
+                          'queue': 'default' if i else 'mailers'})
+    wait_for(lambda: service.stats(rt)['processed'] == 3, 'three deliveries')
+    status, _, body = web.request('GET', '/api/stats/history?days=7',
+                                  headers={'Authorization': _basic()})
+    today = body['days'][-1]
+    assert today['sent'] == 3 and today['queues'] == {'mailers': 1, 'default': 2}
+    page = wide_page(browser, web.url)
+    try:
+        page.goto('/?days=7')
+        axis = page.locator('#history-outcome .x-axis text').all_text_contents()
+        assert len(axis) >= 4 and all(label[:3] in dashboard_months() for label in axis)
+        assert page.locator('#history-outcome .y-axis text').first.text_content() == '0'
+        point = page.locator(f'#history-outcome rect.point[data-day="{today["day"]}"]')
+        point.hover()
+        tip = page.locator('#tip-outcome')
+        assert tip.is_visible()
+        assert tip.inner_text().startswith(f'{today["day"]}: {today["processed"]} processed')
+        assert f'sent {today["sent"]}' in tip.inner_text()
+        # Keyboard: focus the queue chart's last day, then step left with the arrow key.
+        page.locator(f'#history-queue rect.point[data-day="{today["day"]}"]').focus()
+        queue_tip = page.locator('#tip-queue')
+        assert 'mailers 1 · default 2' in queue_tip.inner_text()
+        page.keyboard.press('ArrowLeft')
+        yesterday = body['days'][-2]
+        assert queue_tip.inner_text().startswith(f'{yesterday["day"]}: 0 processed')
+        for days in (30, 90, 180):
+            page.goto(f'/?days={days}')
+            assert page.locator('#history-outcome rect.point').count() == days
+    finally:
+        page.context.close()
+
+
+def dashboard_months():
+    from mailq.web.dashboard import MONTHS
+    return MONTHS
+
+
+def _basic():
+    import base64
+    return 'Basic ' + base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()
+
+
+PAGES = ('/', '/busy', '/queues', '/queues/mailers', '/scheduled', '/retrying', '/dead',
+         '/cron', '/cron/report', '/outbox', '/suppressed')
+
+
+def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, catcher,
+                                                                      artifacts):
+    """Every page in four looks, kept in tests/artifacts/; at 390 px nothing makes the
+    page itself scroll sideways (wide tables scroll inside their box)."""
+    web, rt, _ = catcher
+    mail_id = service.send(rt, {'to': 'a-rather-long-address@example.com',
+                                'subject': 'A subject long enough to wrap on a phone screen',
+                                'text': 'x', 'html': '<p>Hello</p>'})['id']
+    service.send(rt, {'to': 'later@example.com', 'subject': 'Later', 'text': 'x',
+                      'delay': 3600})
+    wait_for(lambda: status_of(rt, mail_id) == 'sent', 'a caught mail')
+    taken = 0
+    for width in (1400, 390):
+        for scheme in ('light', 'dark'):
+            page = wide_page(browser, web.url, width, scheme)
+            try:
+                for path in PAGES + (f'/mails/{mail_id}', f'/outbox?id={mail_id}'):
+                    page.goto(path)
+                    overflow = page.evaluate('document.documentElement.scrollWidth - '
+                                             'document.documentElement.clientWidth')
+                    assert overflow <= 1, f'{path} at {width} px scrolls sideways by {overflow}'
+                    bg = page.evaluate('getComputedStyle(document.body).backgroundColor')
+                    assert (bg == 'rgb(18, 22, 29)') == (scheme == 'dark'), (path, bg)
+                    name = (path.strip('/').replace('/', '-').replace('?id=', '-selected-')
+                            .replace(mail_id, 'mail') or 'overview')
+                    screenshot(page, artifacts, f'{name}-{width}-{scheme}')
+                    taken += 1
+                assert page.console_errors == []
+            finally:
+                page.context.close()
+    assert taken == 4 * (len(PAGES) + 2)

@@ -193,13 +193,14 @@ def serve(rt, host=None, port=None, threads=None):
 def server_options(web, limits, threads=None):
     """waitress's options. Half-sent requests cost a socket each, not a thread, so the
     connection limit is high and idle connections are closed soon; poll() instead of
-    select(), which fails on a file descriptor above 1023. waitress drops
+    select(), which fails on a file descriptor above 1023; reading one request ahead lets
+    a live stream (GET /api/events) see its client leave. waitress drops
     X-Forwarded-Proto unless it comes from [web] trusted_proxy."""
     options = dict(threads=threads or web.threads, ident='mailq', _quiet=True,
                    max_request_body_size=limits.max_body_bytes + 1024,
                    connection_limit=web.connection_limit, channel_timeout=web.channel_timeout,
                    cleanup_interval=web.cleanup_interval, backlog=web.backlog,
-                   asyncore_use_poll=True)
+                   asyncore_use_poll=True, channel_request_lookahead=1)
     if web.trusted_proxy:   # the scheme the browser used, for the Origin check
         options.update(trusted_proxy=web.trusted_proxy,
                        trusted_proxy_headers={'x-forwarded-proto'})

@@ -229,7 +229,7 @@ def wants_all():
 # -- charts (server-side SVG)
 
 CHART_W, CHART_H = 720, 160        # the realtime chart (drawn by dashboard.js)
-HIST_W, HIST_H = 760, 230          # the history charts: plot area plus the axes' margins
+HIST_W, HIST_H = 1100, 230          # the history charts: plot area plus the axes' margins
 MARGIN = {'left': 46, 'right': 10, 'top': 10, 'bottom': 28}
 MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 

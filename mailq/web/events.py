@@ -112,15 +112,26 @@ def install(app, rt):
         bottle.response.content_type = 'text/event-stream; charset=utf-8'
         bottle.response.set_header('X-Accel-Buffering', 'no')
 
+        # waitress reads ahead on the connection ([web] server option
+        # channel_request_lookahead), so a closed tab frees its stream's thread at once,
+        # not at the next write.
+        gone = bottle.request.environ.get('waitress.client_disconnected') or (lambda: False)
+
         def body():
             try:
                 yield f'retry: {RETRY_MS}\n' + frame({'type': 'hello', 'process': os.getpid()})
-                ends = time.monotonic() + MAX_SECONDS
-                while time.monotonic() < ends:
+                now = time.monotonic()
+                ends, quiet_since = now + MAX_SECONDS, now
+                while time.monotonic() < ends and not gone():
                     try:
-                        yield frame(stream.get(timeout=KEEPALIVE))
+                        event = stream.get(timeout=0.25)
                     except queue.Empty:
-                        yield ': keep-alive\n\n'
+                        if time.monotonic() - quiet_since >= KEEPALIVE:
+                            quiet_since = time.monotonic()
+                            yield ': keep-alive\n\n'
+                        continue
+                    quiet_since = time.monotonic()
+                    yield frame(event)
             finally:
                 hub.close(stream)
         return body()
