@@ -8,6 +8,8 @@
     mailq stats
     mailq check
     mailq cron [run|pause|resume NAME] [--json]
+    mailq submission
+    mailq sendmail [-t] [-i] [-f SENDER] [-F NAME] [RECIPIENT...] < message
 """
 import argparse
 import json
@@ -65,6 +67,11 @@ def build_parser():
                       default='list')
     cron.add_argument('name', nargs='?', help='job name (the NAME of [cron:NAME])')
     cron.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    sub.add_parser('submission', parents=[common],
+                   help='accept mail over SMTP ([submission] host and port)')
+    sub.add_parser('sendmail', add_help=False,
+                   help='a sendmail drop-in: read a message on stdin and enqueue it '
+                   '(-t -i -f -F; exit codes are sysexits)')
     return parser
 
 
@@ -96,6 +103,10 @@ def _worker_flags(parser):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['sendmail']:       # sendmail's own flags and exit codes
+        from .sendmail import main as sendmail_main
+        return sendmail_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         config = config_module.load(args.config)
@@ -207,8 +218,15 @@ def cmd_cron(config, args):
     return cmd_cron(config, args)
 
 
+def cmd_submission(config, args):
+    from .runtime import Runtime
+    from .submission import serve
+    serve(Runtime(config))
+
+
 COMMANDS = {'web': cmd_web, 'worker': cmd_worker, 'run': cmd_run, 'send': cmd_send,
-            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron}
+            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron,
+            'submission': cmd_submission}
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -62,9 +62,14 @@ class Mail:
     template: str = None
     attachments: int = 0
     created_at: float = 0.0
+    source: str = ''          # where it came in: smtp, sendmail, django ('' for the API)
+    client: str = ''          # the submitting client's address (SMTP)
+    user: str = ''            # the authenticated SMTP user
 
     def record_fields(self, status, task):
-        return {
+        origin = {k: v for k, v in (('source', self.source), ('client', self.client),
+                                    ('user', self.user)) if v}
+        return {**origin,
             'id': self.id, 'status': status, 'queue': self.queue, 'task': task,
             'attempts': 0, 'created_at': self.created_at, 'send_at': self.send_at or '',
             'message_id': self.message_id, 'from': self.sender,

@@ -5,6 +5,7 @@ a `Config` from `load()` and passes it on. A bad value fails here, at start-up,
 naming the file, section and key and what is allowed.
 """
 import configparser
+import dataclasses
 import json
 import os
 import re
@@ -272,10 +273,35 @@ class CronJobConfig:
               'to': _str, 'context': _json_object, 'queue': _str, 'catch_up': _int(0)}
 
 
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """The SMTP submission listener (`mailq submission`, and `mailq run` when enabled)."""
+    enabled: bool = False
+    host: str = '127.0.0.1'
+    port: int = 2525
+    username: str = ''
+    password: str = ''
+    tls_cert: object = None
+    tls_key: object = None
+    max_message_bytes: int = 10 * 1024 * 1024
+
+    _parse = {'enabled': _bool, 'host': _str, 'port': _int(0, 65535), 'username': _str,
+              'password': _str, 'tls_cert': _path, 'tls_key': _path,
+              'max_message_bytes': _int(1024)}
+
+    @property
+    def has_auth(self):
+        return bool(self.username and self.password)
+
+    @property
+    def has_tls(self):
+        return bool(self.tls_cert and self.tls_key)
+
+
 SECTIONS = {
     'redis': RedisConfig, 'worker': WorkerConfig, 'smtp': SMTPConfig, 'web': WebConfig,
     'templates': TemplatesConfig, 'limits': LimitsConfig, 'log': LogConfig,
-    'mailq': MailqConfig, 'cron': CronDefaults,
+    'mailq': MailqConfig, 'cron': CronDefaults, 'submission': SubmissionConfig,
 }
 
 
@@ -291,6 +317,7 @@ class Config:
     log: LogConfig
     mailq: MailqConfig
     cron: CronDefaults
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     cron_jobs: tuple = ()
     from_environment: tuple = ()    # ((section, key, '$MAILQ_...'), ...): values set there
 
@@ -300,7 +327,8 @@ class Config:
 
     def secrets(self):
         """Values that must never appear in a log line or a page."""
-        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
+        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret,
+                  self.submission.password]
         values += redis_passwords(self.redis.url)
         return [v for v in values if v]
 
@@ -375,6 +403,9 @@ def load(path=None, environ=None):
                  for name in parser.sections() if name.startswith('cron:'))
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
+    sub = built['submission']
+    built['submission'] = dataclasses.replace(sub, tls_cert=_relative_to(base, sub.tls_cert),
+                                              tls_key=_relative_to(base, sub.tls_key))
     config = Config(source=source, cron_jobs=jobs, **built, from_environment=tuple(
         (section, key, where[0]) for section, values in from_env.items()
         for key, (_, where) in values.items()))
@@ -432,6 +463,7 @@ def _check_cross_fields(config):
     if not re.match(r'^(redis|rediss|unix|redis\+sentinel)://', config.redis.url):
         raise config.error('must start with redis://, rediss://, unix:// or redis+sentinel://',
                            'redis', 'url')
+    _check_submission(config)
     if config.redis.url.startswith('redis+sentinel://'):
         from .redisconn import parse_sentinel_url
         try:
@@ -448,3 +480,18 @@ def _check_sender(config):
     except ValidationError as exc:
         raise config.error(f'{exc.message} (the sender of mails that name none)',
                            'smtp', 'from') from None
+
+
+def _check_submission(config):
+    """[submission]: credentials and certificate come in pairs, and the files exist."""
+    sub = config.submission
+    if bool(sub.username) != bool(sub.password):
+        raise config.error('set both username and password, or neither', 'submission',
+                           'password' if sub.username else 'username')
+    if bool(sub.tls_cert) != bool(sub.tls_key):
+        raise config.error('set both tls_cert and tls_key, or neither', 'submission',
+                           'tls_key' if sub.tls_cert else 'tls_cert')
+    for key in ('tls_cert', 'tls_key'):
+        path = getattr(sub, key)
+        if path is not None and not path.is_file():
+            raise config.error(f'no such file: {path}', 'submission', key)
