@@ -52,6 +52,9 @@ def compose_message(raw, sender, recipients, *, config, source='', client='', us
                                          'ends are allowed, RFC 5321 2.3.8)')
     if not recipients:
         raise ValidationError('recipients', 'at least one recipient is needed')
+    sender = check_address('sender', sender, utf8=True) if sender else ''
+    recipients = [check_address('recipients' if len(recipients) == 1 else f'recipients[{i}]',
+                                r, utf8=True) for i, r in enumerate(recipients)]
     if len(recipients) > config.limits.max_recipients:
         raise ValidationError('recipients', f'too many recipients ({len(recipients)} > '
                                             f'{config.limits.max_recipients})')
