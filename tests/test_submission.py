@@ -371,3 +371,86 @@ def test_swaks_pipelined_with_attachment(listen, tmp_path, redis_client):
     assert part.get_filename() == 'report.csv'
     assert part.get_payload(decode=True).replace(b'\r\n', b'\n') == b'a,b\n1,2\n'
     assert stored(redis_client) == [mail_id]
+
+
+# -- durability ---------------------------------------------------------------------
+
+KILL_MAILS = 2000
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_kill_9_during_2000_submissions_loses_no_accepted_mail(listen, tmp_ini, redis_url,
+                                                               redis_client, smtp_server):
+    """Four clients submit 2,000 mails while the listener is killed (SIGKILL) three
+    times. A client counts a mail as accepted only when it read the 250; it resends
+    after a lost connection (same idempotency key). Every mail it saw accepted is
+    then delivered by a worker to a real SMTP server."""
+    import os
+    import signal
+    import threading
+    from support.mailq_app import start_worker
+    from support.procs import stop_process
+
+    sub = listen()
+    accepted, lock = {}, threading.Lock()        # message number -> mail id from the 250
+    errors = []
+
+    def client(numbers):
+        try:
+            submit(numbers)
+        except Exception as exc:    # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def submit(numbers):
+        conn = None
+        for n in numbers:
+            message = (f'Message-ID: <kill-{n}@example.com>\r\nX-Mailq-Idempotency-Key: k{n}'
+                       f'\r\n').encode() + MESSAGE
+            while True:
+                try:
+                    if conn is None:
+                        conn = smtplib.SMTP('127.0.0.1', sub.port, timeout=10)
+                        conn.ehlo()
+                    code, text = _data(conn, message)
+                except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError):
+                    conn = None
+                    time.sleep(0.02)
+                    continue
+                if code == 250:
+                    with lock:
+                        accepted[n] = queued_id(f'{code} {text}')
+                    break
+                raise AssertionError((code, text))
+        conn.quit()
+
+    threads = [threading.Thread(target=client, args=(range(i, KILL_MAILS, 4),))
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    for target in (300, 900, 1500):
+        while len(accepted) < target:
+            assert not errors and time.monotonic() < deadline, (errors, len(accepted))
+            time.sleep(0.005)
+        os.kill(sub.proc.pid, signal.SIGKILL)
+        sub.proc.wait(10)
+        sub.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(accepted) == KILL_MAILS, errors
+
+    ini = tmp_ini('worker.ini', redis={'url': redis_url},
+                  smtp={'transport': 'smtp', 'host': '127.0.0.1', 'port': smtp_server.port,
+                        'timeout': '5'})
+    worker = start_worker(ini, '-w', '8')
+    try:
+        received = smtp_server.wait_for(KILL_MAILS, timeout=120)
+    finally:
+        stop_process(worker)
+    delivered = {m.message_id for m in received}
+    assert delivered == {f'<kill-{n}@example.com>' for n in accepted}
+    statuses = {redis_client.hget(f'mailq:m:{i}', 'status') for i in accepted.values()}
+    assert statuses == {b'sent'}
+    assert len(set(accepted.values())) == KILL_MAILS       # the retries made no duplicates
+    assert len(stored(redis_client)) == KILL_MAILS
