@@ -454,3 +454,60 @@ def test_kill_9_during_2000_submissions_loses_no_accepted_mail(listen, tmp_ini, 
     assert statuses == {b'sent'}
     assert len(set(accepted.values())) == KILL_MAILS       # the retries made no duplicates
     assert len(stored(redis_client)) == KILL_MAILS
+
+
+# -- what the API and /metrics show -----------------------------------------------------
+
+
+def test_api_view_and_metrics_show_submissions(listen, redis_client):
+    """GET /api/mails/<id> names the source, client and user; /metrics counts accepted
+    and refused submissions by reply class (the listener adds them about once a
+    second)."""
+    from mailq.web.app import create_app
+    import threading
+    import urllib.request
+    import waitress
+
+    sub = listen(limits={'max_recipients': '1'})
+    with smtplib.SMTP('127.0.0.1', sub.port, timeout=10) as conn:
+        conn.ehlo()
+        code, text = _data(conn, MESSAGE)
+        mail_id = queued_id(f'{code} {text}')
+        for _ in range(2):
+            assert _data(conn, b'X-Mailq-Queue: nope\r\n' + MESSAGE)[0] == 554
+        conn.rset()
+        conn.mail('a@example.com')
+        conn.rcpt('b@example.com')
+        assert conn.rcpt('c@example.com')[0] == 452
+    server = waitress.create_server(create_app(sub.rt), host='127.0.0.1', port=0)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        base = f'http://127.0.0.1:{server.effective_port}'
+        with urllib.request.urlopen(f'{base}/api/mails/{mail_id}') as resp:
+            import json
+            view = json.load(resp)
+        assert (view['source'], view['client'], view['user']) == ('smtp', '127.0.0.1', None)
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f'{base}/metrics') as resp:
+                text = resp.read().decode()
+            if 'code_class="5xx",result="refused"} 2.0' in text:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        assert 'mailq_submissions_total{code_class="2xx",result="accepted"} 1.0' in text
+        assert 'mailq_submissions_total{code_class="4xx",result="refused"} 1.0' in text
+    finally:
+        server.close()
+
+
+def test_mail_page_shows_the_source(listen):
+    from mailq import admin
+    from mailq.web.dashboard import render
+    sub = listen(submission={'username': 'app', 'password': 'pw'})
+    with smtplib.SMTP('127.0.0.1', sub.port, timeout=10) as conn:
+        conn.login('app', 'pw')
+        code, text = _data(conn, MESSAGE)
+    page = render(sub.rt, 'mail.html', mail=admin.mail_detail(sub.rt, queued_id(
+        f'{code} {text}')), list_url='/')
+    assert '<th>Source</th><td>smtp from 127.0.0.1, user app</td>' in page
