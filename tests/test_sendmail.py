@@ -107,3 +107,13 @@ def test_config_error_is_ex_config(tmp_ini):
     bad = tmp_ini('bad.ini', submission={'port': 'many'})
     result = sendmail(bad, '-i', 'a@example.com', message=b'Subject: s\n\nx\n')
     assert result.returncode == 78 and b'[submission]:port' in result.stderr, result.stderr
+
+
+def test_debian_cron_invocation(ini, redis_client):
+    """Debian's cron runs `sendmail -FCronDaemon -i -B8BITMIME -oem MAILTO`."""
+    result = sendmail(ini, '-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'ops@example.com',
+                      message=b'Subject: Cron <root@box> run-parts\n\nok\n')
+    assert result.returncode == 0, result.stderr
+    rec = record(ini, stored(redis_client)[0])
+    assert rec.envelope['rcpts'] == ['ops@example.com']
+    assert rec.raw.startswith(b'From: CronDaemon <mailq@localhost>\r\n')
