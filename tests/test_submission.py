@@ -511,3 +511,20 @@ def test_mail_page_shows_the_source(listen):
     page = render(sub.rt, 'mail.html', mail=admin.mail_detail(sub.rt, queued_id(
         f'{code} {text}')), list_url='/')
     assert '<th>Source</th><td>smtp from 127.0.0.1, user app</td>' in page
+
+
+PATHS = ['<a@b.com>', '<a@b.com> SIZE=100', '<a.b+c@x.example> BODY=8BITMIME SIZE=9',
+         '<a@b.com>  SIZE=1', '<a@b-.com>', '<>', 'a@b.com', '<"q r"@b.com>', '<a..b@c.d>',
+         '< a@b.com>', '<a@[1.2.3.4]>', '<a@b.com>x', '<' + 'x' * 70 + '@b.com>']
+
+
+@pytest.mark.parametrize('path', PATHS)
+def test_the_fast_path_reads_an_smtp_path_as_aiosmtpd_does(path):
+    """protocol.SubmissionSMTP reads plain paths with a regex: it must agree with
+    aiosmtpd's own parser on every path, plain or not."""
+    from aiosmtpd.smtp import SMTP
+    from mailq.submission.protocol import SubmissionSMTP
+    for limit in (0, 64):
+        ours, theirs = object.__new__(SubmissionSMTP), object.__new__(SMTP)
+        ours.local_part_limit = theirs.local_part_limit = limit
+        assert ours._getaddr(path) == theirs._getaddr(path)
