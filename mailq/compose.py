@@ -66,8 +66,11 @@ class Mail:
     attachments: int = 0
     created_at: float = 0.0
     metadata: str = ''              # compact JSON of the `metadata` object, '' for none
-    relay: str = ''                 # 'release': a released copy, sent through the release relay
-    released_from: str = ''         # the caught mail it is a copy of
+    source: str = ''          # where it came in: smtp, sendmail, django ('' for the API)
+    client: str = ''          # the submitting client's address (SMTP)
+    user: str = ''            # the authenticated SMTP user
+    relay: str = ''           # 'release': a released copy, sent through the release relay
+    released_from: str = ''   # the caught mail it is a copy of
 
     def record_fields(self, status, task):
         fields = {
@@ -83,6 +86,9 @@ class Mail:
             fields['metadata'] = self.metadata
         if self.idempotency_key:
             fields['idempotency_key'] = self.idempotency_key
+        for name in ('source', 'client', 'user'):       # where it came in, when not the API
+            if getattr(self, name):
+                fields[name] = getattr(self, name)
         if self.relay:
             fields['relay'] = self.relay
         if self.released_from:
