@@ -258,3 +258,43 @@ def _wait(check, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f'timed out waiting for {what}')
         time.sleep(0.05)
+
+
+# -- the view: /api/destinations, the Destinations tab, /metrics, mailq check
+
+def test_destinations_are_shown_in_the_api_the_tab_metrics_and_check(
+        tmp_ini, redis_url, smtp_server):
+    from mailq.check import check_limits
+    from support.mailq_app import WebApp
+    ini = ini_for(tmp_ini, redis_url, smtp_server, smtp={'rate': '1', 'max_connections': '3'},
+                  **{'throttle:slow': {'domains': 'slow.example, *.slow.test',
+                                       'daily_quota': '500', 'concurrency': '2'}})
+    rt = Runtime(load(str(ini), environ={}))
+    enqueue(rt, ['a@slow.example', 'b@x.slow.test', 'c@example.com'])
+    worker = 'host:1:abc'
+    assert rt.store.take(worker, ['mailers'], 't1')          # the one token
+    assert rt.store.take(worker, ['mailers'], 't1') is None  # the other two are held
+    web = WebApp(ini)
+    try:
+        status, _, body = web.get('/api/destinations')
+        page_status, _, page = web.get('/destinations')
+        _, _, metrics = web.get('/metrics')
+    finally:
+        web.close()
+    assert status == 200 and body['limits_on'] and body['held'] == 2
+    relay, slow = body['limiters']
+    assert (relay['name'], relay['rate'], relay['concurrency'], relay['held']) == \
+        ('relay', 1.0, 3, 2)
+    assert relay['slots_used'] == 1 and relay['tokens'] < 1
+    assert (slow['name'], slow['daily_quota'], slow['quota_used'], slow['slots_used']) == \
+        ('slow', 500, 1, 1)
+    assert {d['domain']: d['held'] for d in body['domains']} == \
+        {'x.slow.test': 1, 'example.com': 1}
+    assert body['domains'][0]['ages']['0-5m'] == 1
+    assert page_status == 200 and 'href="/destinations"' in page and 'x.slow.test' in page
+    assert 'mailq_held_mails 2.0' in metrics
+    assert 'mailq_limiter_rate{limiter="relay"} 1.0' in metrics
+    assert 'mailq_limiter_quota_used{limiter="slow"} 1.0' in metrics
+    text = check_limits(rt.config).text
+    assert text == ('relay: rate 1.0/s burst 1, max_connections 3; '
+                    'slow (slow.example, *.slow.test): concurrency 2, daily_quota 500')
