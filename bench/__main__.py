@@ -10,7 +10,7 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import delivery, enqueue, latency, memory, reads
+from . import delivery, enqueue, latency, memory, reads, submission
 from .env import BenchEnv
 from .report import table
 
@@ -61,6 +61,9 @@ def run(sizes):
             results['enqueue_http2'] = enqueue.http_single(env, sizes['http'], web=web)
         finally:
             env.stop(web)
+
+        step('enqueue: SMTP submission, smtp-source over 8 sessions')
+        results['enqueue_smtp'] = submission.submit(env, rt, sizes['http'])
 
         step('memory: Redis bytes per queued mail')
         results['memory'] = memory.queued_overhead(env, rt, sizes['memory'])
@@ -115,7 +118,8 @@ def main(argv=None):
     RESULTS.write_text(json.dumps(results, indent=2) + '\n')
     print(table(results))
     print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
-    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two')
+    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two',
+                            'enqueue_smtp')
                 for p in results[k]['problems']]
     if problems:
         print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)

@@ -28,6 +28,7 @@ class BenchEnv:
         self.redis = RedisServer(tmpdir=self.dir, appendonly=False)
         self.sink = SMTPSink(free_port())
         self.web_port = free_port()
+        self.submission_port = free_port()
         self.ini = self.dir / 'mailq.ini'
 
     def start(self):
@@ -40,6 +41,7 @@ class BenchEnv:
             'web': {'host': '127.0.0.1', 'port': self.web_port},
             'templates': {'path': REPO / 'templates' / 'mail'},
             'limits': {'max_batch': 1000},
+            'submission': {'host': '127.0.0.1', 'port': self.submission_port},
         })
         os.environ.update(MAILQ_CONFIG=str(self.ini), BENCH_REDIS_URL=self.redis.url,
                           BENCH_SINK_PORT=str(self.sink.port))

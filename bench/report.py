@@ -26,6 +26,11 @@ def table(r):
         cpu = ', CPU/req ' + ' '.join(f'{k} {v} us' for k, v in cpu.items()) if cpu else ''
         rows.append((label, f'{rate:,.0f} /s{cpu}', f'{huey_calls:,.0f} (Huey task())',
                      _ok(rate >= target, f'>= {target:,}')))
+    smtp, http = r['enqueue_smtp']['rate'], r['enqueue_http']['rate']
+    rows.append(('Enqueue, SMTP submission (smtp-source, 8 sessions)',
+                 f'{smtp:,.0f} /s, CPU/msg listener {r["enqueue_smtp"]["cpu_us_per_message"]} us',
+                 f'{http:,.0f} (POST /api/mails)',
+                 _ok(smtp >= 1500 and smtp >= http, '>= 1,500 and >= HTTP')))
     for key, label, target in (('latency', 'Latency at 100 mails/s', 50),
                                ('punctuality', 'Punctuality (late after send_at)', 1000)):
         v = r[key]

@@ -12,6 +12,8 @@
     mailq check [--defaults]
     mailq cron [run|pause|resume NAME] [--json]
     mailq suppress list|add|remove [ADDRESS] [--reason R] [--json]
+    mailq submission
+    mailq sendmail [-t] [-i] [-f SENDER] [-F NAME] [RECIPIENT...] < message
 """
 import argparse
 import json
@@ -88,6 +90,11 @@ def build_parser():
     suppress.add_argument('--reason', help='with add: why (default: manual)')
     suppress.add_argument('--page', type=int, default=1, help='with list: the page (25 a page)')
     suppress.add_argument('--json', action='store_true', help='print JSON instead of lines')
+    sub.add_parser('submission', parents=[common],
+                   help='accept mail over SMTP ([submission] host and port)')
+    sub.add_parser('sendmail', add_help=False,
+                   help='a sendmail drop-in: read a message on stdin and enqueue it '
+                   '(-t -i -f -F; exit codes are sysexits)')
     return parser
 
 
@@ -127,6 +134,10 @@ def _worker_flags(parser):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['sendmail']:       # sendmail's own flags and exit codes
+        from .sendmail import main as sendmail_main
+        return sendmail_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         config = config_module.load(args.config)
@@ -288,8 +299,15 @@ def cmd_suppress(config, args):
     return 0
 
 
+def cmd_submission(config, args):
+    from .runtime import Runtime
+    from .submission import serve
+    serve(Runtime(config))
+
+
 COMMANDS = {'web': cmd_web, 'worker': cmd_worker, 'run': cmd_run, 'send': cmd_send,
-            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron, 'suppress': cmd_suppress}
+            'stats': cmd_stats, 'check': cmd_check, 'cron': cmd_cron, 'suppress': cmd_suppress,
+            'submission': cmd_submission}
 
 if __name__ == '__main__':
     sys.exit(main())

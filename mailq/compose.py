@@ -66,6 +66,9 @@ class Mail:
     attachments: int = 0
     created_at: float = 0.0
     metadata: str = ''              # compact JSON of the `metadata` object, '' for none
+    source: str = ''          # where it came in: smtp, sendmail, django ('' for the API)
+    client: str = ''          # the submitting client's address (SMTP)
+    user: str = ''            # the authenticated SMTP user
 
     def record_fields(self, status, task):
         fields = {
@@ -81,6 +84,9 @@ class Mail:
             fields['metadata'] = self.metadata
         if self.idempotency_key:
             fields['idempotency_key'] = self.idempotency_key
+        for name in ('source', 'client', 'user'):       # where it came in, when not the API
+            if getattr(self, name):
+                fields[name] = getattr(self, name)
         return fields
 
 

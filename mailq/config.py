@@ -7,6 +7,7 @@ bottom: it imports no other part of mailq but errors and redisconn. The checks
 that need the composer or the cron parser are `startup.validate_startup()`.
 """
 import configparser
+import dataclasses
 import json
 import os
 import re
@@ -414,10 +415,36 @@ class ThrottleConfig:
               'daily_quota': _optional(_positive(int))}
 
 
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """The SMTP submission listener (`mailq submission`, and `mailq run` when enabled)."""
+    enabled: bool = False
+    host: str = '127.0.0.1'
+    port: int = 2525
+    username: str = ''
+    password: str = ''
+    tls_cert: object = None
+    tls_key: object = None
+    max_message_bytes: int = 10 * 1024 * 1024
+
+    _parse = {'enabled': _bool, 'host': _str, 'port': _int(0, 65535), 'username': _str,
+              'password': _str, 'tls_cert': _path, 'tls_key': _path,
+              'max_message_bytes': _int(1024)}
+
+    @property
+    def has_auth(self):
+        return bool(self.username and self.password)
+
+    @property
+    def has_tls(self):
+        return bool(self.tls_cert and self.tls_key)
+
+
 SECTIONS = {
     'redis': RedisConfig, 'worker': WorkerConfig, 'smtp': SMTPConfig, 'web': WebConfig,
     'templates': TemplatesConfig, 'limits': LimitsConfig, 'log': LogConfig,
     'mailq': MailqConfig, 'cron': CronDefaults, 'suppression': SuppressionConfig,
+    'submission': SubmissionConfig,
 }
 
 
@@ -433,6 +460,7 @@ class Config:
     log: LogConfig
     mailq: MailqConfig
     cron: CronDefaults
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     cron_jobs: tuple = ()
     suppression: SuppressionConfig = SuppressionConfig()
     webhooks: tuple = ()            # WebhookConfig, one per [webhook:NAME]
@@ -457,7 +485,8 @@ class Config:
 
     def secrets(self):
         """Values that must never appear in a log line or a page."""
-        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret]
+        values = [self.smtp.password, self.web.password, self.web.api_token, self.web.secret,
+                  self.submission.password]
         values += [hook.secret for hook in self.webhooks]
         values += redis_passwords(self.redis.url)
         return [v for v in values if v]
@@ -512,6 +541,9 @@ def load(path=None, environ=None):
     throttles = _throttles(parser, source)
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
+    sub = built['submission']
+    built['submission'] = dataclasses.replace(sub, tls_cert=_relative_to(base, sub.tls_cert),
+                                              tls_key=_relative_to(base, sub.tls_key))
     config = Config(source=source, cron_jobs=jobs, webhooks=hooks, throttles=throttles,
                     **built,
                     file_found=path.exists(),
@@ -610,9 +642,24 @@ def _check_cross_fields(config):
     if not re.match(r'^(redis|rediss|unix|redis\+sentinel)://', config.redis.url):
         raise config.error('must start with redis://, rediss://, unix:// or redis+sentinel://',
                            'redis', 'url')
+    _check_submission(config)
     if config.redis.url.startswith('redis+sentinel://'):
         try:
             parse_sentinel_url(config.redis.url)
         except ValueError as exc:
             raise config.error(str(exc), 'redis', 'url') from None
 
+
+def _check_submission(config):
+    """[submission]: credentials and certificate come in pairs, and the files exist."""
+    sub = config.submission
+    if bool(sub.username) != bool(sub.password):
+        raise config.error('set both username and password, or neither', 'submission',
+                           'password' if sub.username else 'username')
+    if bool(sub.tls_cert) != bool(sub.tls_key):
+        raise config.error('set both tls_cert and tls_key, or neither', 'submission',
+                           'tls_key' if sub.tls_cert else 'tls_cert')
+    for key in ('tls_cert', 'tls_key'):
+        path = getattr(sub, key)
+        if path is not None and not path.is_file():
+            raise config.error(f'no such file: {path}', 'submission', key)

@@ -64,6 +64,7 @@ def snapshot(rt, now=None):
                        if ok),
         'busy': sum(busy),
         'cron': _cron(rt),
+        'submissions': totals['submissions'],
         # the limiters' state (store/limits.py), only when a limit is configured
         'limits': store.throttle.view(now) if store.throttle.on else None,
     }
@@ -144,6 +145,18 @@ def families(snap):
         success.add_metric([job], last)
         cron_paused.add_metric([job], int(is_paused))
     yield from (success, cron_paused)
+    yield _submissions(snap['submissions'])
+
+
+def _submissions(counts):
+    """SMTP submission outcomes ('accepted:2xx', 'refused:5xx'...), as the listeners
+    added them to Redis (about once a second)."""
+    family = CounterMetricFamily('mailq_submissions', 'SMTP submissions by result and '
+                                 'reply class (refusals at MAIL, RCPT and DATA).',
+                                 labels=['result', 'code_class'])
+    for key in ('accepted:2xx', 'refused:4xx', 'refused:5xx'):
+        family.add_metric(key.split(':'), counts.get(key, 0))
+    return family
 
 
 def _limit_families(view):

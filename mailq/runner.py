@@ -1,4 +1,5 @@
-"""The `run` role: web and worker in one process, for one small box and development."""
+"""The `run` role: web and worker in one process (and the SMTP submission listener when
+[submission] enabled), for one small box and development."""
 import dataclasses
 import logging
 import threading
@@ -17,6 +18,10 @@ def run_all(config, host=None, port=None, workers=None, queues=None, worker_type
     for handler in logging.getLogger().handlers:
         handler.addFilter(say_once)
     serve = bind(Runtime(one_web_process(config)), host, port)
+    if config.submission.enabled:
+        from .submission import bind as bind_submission
+        listen = bind_submission(Runtime(config), main_thread=False)
+        threading.Thread(target=listen, name='mailq-submission', daemon=True).start()
     threading.Thread(target=serve, name='mailq-web', daemon=True).start()
     return run_worker(config, workers, queues, worker_type)
 

@@ -13,6 +13,7 @@ import time
 import redis
 
 from .compose import compose
+from .compose_raw import compose_message
 from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
 from .store.mails import reused_key
@@ -40,6 +41,18 @@ def send(rt, data, idempotency_key=None, check_request=True):
     mail = compose(data, config=rt.config, templates=rt.templates,
                    idempotency_key=idempotency_key)
     request_hash = fingerprint(data) if check_request and mail.idempotency_key else ''
+    with redis_errors():
+        result = rt.store.accept(mail, rt.new_task(mail.id, mail.queue), request_hash)
+        return _accepted(rt, mail, result, request_hash)
+
+
+def send_message(rt, raw, sender, recipients, *, source='', client='', user=''):
+    """Enqueue a finished RFC 5322 message with its envelope (SMTP submission, sendmail,
+    Django): compose_raw validates it, then the same accept script as send(). Returns
+    send()'s dict; a repeated idempotency key (X-Mailq-Idempotency-Key) names the
+    earlier mail, or is a Conflict for a different message."""
+    mail, request_hash = compose_message(raw, sender, recipients, config=rt.config,
+                                         source=source, client=client, user=user)
     with redis_errors():
         result = rt.store.accept(mail, rt.new_task(mail.id, mail.queue), request_hash)
         return _accepted(rt, mail, result, request_hash)

@@ -242,7 +242,14 @@ class SMTPTransport:
 
 def _transaction(conn, sender, recipients, raw):
     """smtplib.sendmail, step by step, so we keep the final reply and per-recipient refusals."""
-    raw, options = _body_type(conn, raw)
+    if _needs_smtputf8(sender, recipients, raw):
+        if not conn.has_extn('smtputf8'):       # RFC 6531 3.4: no downgrade; it can't go
+            return Delivery(ok=False, reply='the relay does not offer SMTPUTF8, which this '
+                            'mail needs (a non-ASCII address or header, RFC 6531)')
+        raw, options = _body_type(conn, raw)
+        options = options + ['SMTPUTF8']
+    else:
+        raw, options = _body_type(conn, raw)
     if conn.has_extn('pipelining') and _plain(sender) and all(map(_plain, recipients)):
         return _pipelined(conn, sender, recipients, raw, options)
     code, resp = conn.mail(sender, options)
@@ -265,6 +272,14 @@ def _transaction(conn, sender, recipients, raw):
         _reset(conn)
         return _from_reply(code, resp)
     return Delivery(ok=True, code=code, reply=_reply_text(resp), refused=refused)
+
+
+def _needs_smtputf8(sender, recipients, raw):
+    """A UTF-8 address (SMTP submission takes them) or UTF-8 header fields (RFC 6532)."""
+    if not sender.isascii() or not all(r.isascii() for r in recipients):
+        return True
+    end = raw.find(b'\r\n\r\n')
+    return not raw[:end if end >= 0 else len(raw)].isascii()
 
 
 def _body_type(conn, raw):

@@ -323,3 +323,10 @@ def test_outside_the_store_no_module_talks_to_redis_itself():
                 line = text.count('\n', 0, match.start()) + 1
                 offenders.append(f'{path.relative_to(MAILQ)}:{line}: {match.group(0)}')
     assert offenders == []
+
+
+def test_the_readme_lists_every_state():
+    readme = (MAILQ.parent / 'README.md').read_text()
+    line = next(line for line in readme.splitlines() if '`status` is one of' in line)
+    listed = set(re.findall(r'`(\w+)`', line.split('`status` is one of', 1)[1]))
+    assert set(states.STATES) <= listed

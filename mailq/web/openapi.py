@@ -28,6 +28,8 @@ def mail_schema(limits):
         'send_at': {'type': 'string', 'format': 'date-time'},
         'delay': {'type': 'number', 'minimum': 0},
         'idempotency_key': {'type': 'string', 'minLength': 1, 'maxLength': 200},
+        'metadata': {'type': 'object', 'description': 'at most 1 KB as JSON; returned by '
+                     'GET /api/mails/<id> and carried in every webhook'},
     }
     return {'type': 'object', 'required': ['to'], 'additionalProperties': False,
             'properties': properties,

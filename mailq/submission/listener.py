@@ -1,0 +1,130 @@
+"""Bind and serve the submission listener, with the same policy as `mailq web`: on
+loopback by default, and never beyond it without both AUTH and TLS configured, since
+the listener would otherwise relay for anyone who can reach it."""
+import asyncio
+import concurrent.futures
+import errno
+import logging
+import signal
+import socket
+import ssl
+
+from ..errors import ConfigError
+from ..web.app import is_loopback
+from .auth import Authenticator
+from .counters import FLUSH_INTERVAL, Counters
+from .handler import Handler
+from .protocol import SubmissionSMTP
+
+log = logging.getLogger('mailq.submission')
+# Threads that run the accept script: the event loop never blocks on Redis.
+ACCEPT_THREADS = 8
+SESSION_TIMEOUT = 300
+
+
+def check_bind(config):
+    """Refuse a public address unless AUTH and TLS are both configured."""
+    sub = config.submission
+    if not is_loopback(sub.host) and not (sub.has_auth and sub.has_tls):
+        missing = ' and '.join(w for w, ok in (('username/password', sub.has_auth),
+                                               ('tls_cert/tls_key', sub.has_tls)) if not ok)
+        raise config.error(f'refusing to listen on {sub.host} without AUTH and TLS: set '
+                           f'{missing} in [submission], or bind to 127.0.0.1',
+                           'submission', 'host')
+    return sub
+
+
+def tls_context(sub):
+    if not sub.has_tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(sub.tls_cert), str(sub.tls_key))
+    return context
+
+
+def _socket(config):
+    sub = config.submission
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            sub.host, sub.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise config.error(f'cannot listen on {sub.host}: {exc.strerror}', 'submission',
+                           'host') from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        key = 'port' if exc.errno == errno.EADDRINUSE else 'host'
+        raise config.error(f'cannot listen on {sub.host}:{sub.port}: {exc.strerror}',
+                           'submission', key) from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def bind(rt, main_thread=True):
+    """Check the policy and bind now (a bad address fails in the caller as a config
+    error); return the function that serves until stopped (SIGTERM/SIGINT when
+    `main_thread`)."""
+    config = rt.config
+    sub = check_bind(config)
+    try:
+        context = tls_context(sub)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f'cannot load the certificate: {exc}', config.source,
+                          'submission', 'tls_cert') from None
+    sock = _socket(config)
+    # aiosmtpd logs every command line at INFO and auth data at DEBUG: AUTH PLAIN's
+    # base64 is a password. Only its warnings get through.
+    logging.getLogger('mail.log').setLevel(logging.WARNING)
+    port = sock.getsockname()[1]
+    log.info('submission listening on smtp://%s:%s/%s%s', sub.host, port,
+             ' (STARTTLS)' if context else '', ' (AUTH)' if sub.has_auth else '')
+    loopback = is_loopback(sub.host)
+
+    authenticator = Authenticator(sub.username, sub.password) if sub.has_auth else None
+
+    def protocol(handler, counters):
+        return SubmissionSMTP(
+            handler, counters=counters, data_size_limit=sub.max_message_bytes,
+            enable_SMTPUTF8=True, hostname=socket.gethostname(), ident='mailq',
+            tls_context=context, require_starttls=bool(context) and not loopback,
+            timeout=SESSION_TIMEOUT, auth_required=sub.has_auth,
+            auth_require_tls=not loopback, authenticator=authenticator)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        executor = concurrent.futures.ThreadPoolExecutor(ACCEPT_THREADS,
+                                                         thread_name_prefix='mailq-accept')
+        counters = Counters(rt.store)
+        handler = Handler(rt, executor, counters, advertise_auth=sub.has_auth)
+        server = await loop.create_server(lambda: protocol(handler, counters), sock=sock)
+        stop = asyncio.Event()
+        if main_thread:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        flusher = asyncio.create_task(_flush(counters, executor))
+        try:
+            await stop.wait()
+        finally:
+            log.info('submission listener stopping')
+            server.close()
+            flusher.cancel()
+            await loop.run_in_executor(executor, counters.flush)
+            executor.shutdown(wait=True)
+
+    return lambda: asyncio.run(main())
+
+
+async def _flush(counters, executor):
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        await loop.run_in_executor(executor, counters.flush)
+
+
+def serve(rt):
+    """`mailq submission`: serve in the main thread until SIGTERM or SIGINT."""
+    return bind(rt)()
