@@ -92,7 +92,7 @@ def render(rt, name, status=200, **context):
         path=bottle.request.path, summary=summary, csrf_field=csrf.FIELD,
         csrf_token=csrf.masked_token(rt.config.web.secret, sid),
         outbox_on=rt.config.smtp.transport == 'outbox', cron_on=admin.cron_available(),
-        webhooks_on=bool(rt.config.webhooks),
+        webhooks_on=bool(rt.config.webhooks), limits_on=rt.store.throttle.on,
         flash=_flash(), back=bottle.request.fullpath + (
             '?' + bottle.request.query_string if bottle.request.query_string else ''))
     bottle.response.status = status
@@ -258,6 +258,11 @@ def install(app, rt):
         for worker_id in ids:
             admin.command_worker(rt, worker_id, command)
         return {'did': command}
+
+    @app.get('/destinations')
+    @page(rt)
+    def destinations():
+        return render(rt, 'destinations.html', now=time.time(), **admin.destinations(rt))
 
     @app.get('/queues')
     @page(rt)

@@ -6,7 +6,9 @@
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
 --       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
 --       suppression order zset, then the event stream of each webhook endpoint, the
---       paused set and the queue lists to fetch the thread's next task from (none: no fetch)
+--       limiters' slots zsets (the relay's session slots first, with max connections;
+--       then those with a concurrency, whose slot the mail leaves), the paused set and
+--       the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
 --       (sent, suppressed), mail id, metrics: outcome:code class field, duration bucket
@@ -14,8 +16,12 @@
 --       all the envelope had), event type, recipients' outcomes (JSON, for the event),
 --       code, reply, addresses to suppress (JSON object address -> JSON info, or ''),
 --       '1' when a recipient refused the mail for good, recipients found suppressed at
---       delivery (JSON list or ''), n endpoints, their subscriptions (n), then the names
---       of the queues to fetch from
+--       delivery (JSON list or ''), n endpoints, their subscriptions (n), then the
+--       number of slots zsets, max connections (0: none), the thread's slot holder
+--       name, the lease seconds, then the names of the queues to fetch from
+-- Outcome 'held' (a throttling reply, store/limits.py): the attempt is logged but not
+-- counted, no counter moves, and the task waits in the held set (KEYS[9]) until the
+-- score (ARGV[7]).
 -- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
 -- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
 local n = tonumber(ARGV[22])
@@ -29,6 +35,15 @@ local function record()
   end
   -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
   if current[2] == ARGV[4] then
+    return 1
+  end
+  if ARGV[3] == 'held' then
+    redis.call('RPUSH', KEYS[2], ARGV[5])
+    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+    redis.call('HSET', KEYS[1], 'status', 'held', 'last_error', ARGV[6], 'finished_at', ARGV[4],
+               'next_at', ARGV[7])
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[1])
     return 1
   end
   -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
@@ -92,7 +107,15 @@ local function record()
 end
 
 local recorded = record()
-local next_task = fetch_task(KEYS[3], KEYS[14 + n], 15 + n, 23 + n)
+local nslots, max_conn = tonumber(ARGV[23 + n]), tonumber(ARGV[24 + n])
+for i = (max_conn > 0 and 2 or 1), nslots do
+  redis.call('ZREM', KEYS[13 + n + i], ARGV[10])
+end
+local next_task = false
+if session_slot(KEYS[14 + n], ARGV[25 + n], max_conn, tonumber(ARGV[4]),
+                tonumber(ARGV[26 + n])) then
+  next_task = fetch_task(KEYS[3], KEYS[14 + n + nslots], 15 + n + nslots, 27 + n)
+end
 if next_task then
   return {recorded, next_task[1], next_task[2]}
 end
