@@ -35,6 +35,9 @@ def run(sizes):
         results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
         step('delivery: mailq -w 25 (threads)')
         results['deliver_thread'] = delivery.mailq_run(env, rt, n, ['-w', '25'])
+        step('delivery: mailq -w 25 (threads), [smtp] rate set too high to bind')
+        results['deliver_rate'] = delivery.mailq_run(env, rt, n, ['-w', '25'],
+                                                     worker_env={'MAILQ_SMTP_RATE': '1000000'})
         step('delivery: mailq -w 25 -k process')
         results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
         step('delivery: 2 mailq worker processes, -w 25 each')
@@ -115,7 +118,8 @@ def main(argv=None):
     RESULTS.write_text(json.dumps(results, indent=2) + '\n')
     print(table(results))
     print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
-    problems = [p for k in ('deliver_thread', 'deliver_process', 'deliver_two', 'enqueue_smtp')
+    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two',
+                            'enqueue_smtp')
                 for p in results[k]['problems']]
     if problems:
         print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)

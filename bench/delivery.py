@@ -13,12 +13,12 @@ from .env import PYTHON, REPO, start_process, tree_cpu, tree_rss
 THREADS = 25
 
 
-def mailq_run(env, rt, count, worker_args, processes=1, timeout=600):
+def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=None):
     env.flush()
     ids = mails.fill_queued(rt, count)
     start = env.sink.mark()
     redis_cpu = tree_cpu(env.redis.proc.pid)
-    workers = [env.mailq('worker', *worker_args) for _ in range(processes)]
+    workers = [env.mailq('worker', *worker_args, env=worker_env) for _ in range(processes)]
     try:
         first, last = env.sink.wait_for(start, count, timeout)
         rss = sum(tree_rss(w.pid) for w in workers)

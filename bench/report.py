@@ -11,6 +11,11 @@ def table(r):
         rate = r[key]['rate']
         rows.append((label, f'{rate:,.0f} mails/s ({rate / base:.2f}x)', f'{base:,.0f}',
                      _ok(rate >= 3 * base, '>= 3x baseline')))
+    if 'deliver_rate' in r:
+        rate, plain = r['deliver_rate']['rate'], r['deliver_thread']['rate']
+        rows.append(('Delivery, -w 25 threads, [smtp] rate not binding',
+                     f'{rate:,.0f} mails/s ({rate / plain:.2f}x unthrottled)', f'{plain:,.0f}',
+                     _ok(rate >= 0.95 * plain, 'within 5% of unthrottled')))
     for key, label, target in (('enqueue_send', 'Enqueue, mailq.send()', 5000),
                                ('enqueue_http', 'Enqueue, POST /api/mails (8 clients)', 1500),
                                ('enqueue_http2', 'Enqueue, POST /api/mails, 2 web processes',

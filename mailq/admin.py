@@ -398,3 +398,9 @@ def cron_action(rt, name, action):
     if action not in actions:
         raise NotFound(f'no cron action {action!r}')
     return actions[action](rt, name)
+
+
+def destinations(rt, now=None):
+    """Every limiter and the recipient domains of the held mails (store/limits.py):
+    the Destinations tab and GET /api/destinations."""
+    return {'limits_on': rt.store.throttle.on, **rt.store.throttle.view(now)}

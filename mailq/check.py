@@ -107,6 +107,26 @@ def check_config(config, defaults=True):
     return Result('config', True, f'{config.source} ok')
 
 
+def check_limits(config):
+    """The limits as configured ([smtp] and each [throttle:NAME]); never fails."""
+    from .store.limits import limiters_of
+    found = limiters_of(config)
+    if not found:
+        return Result('limits', True, 'none: mail goes out as fast as the workers send it',
+                      required=False)
+    parts = []
+    for lim in found:
+        conf = lim.configured()
+        items = [f'rate {conf["rate"]}/s burst {conf["burst"]}' if conf['rate'] else '',
+                 (f'max_connections {conf["concurrency"]}' if lim.name == 'relay'
+                  else f'concurrency {conf["concurrency"]}') if conf['concurrency'] else '',
+                 f'daily_quota {conf["daily_quota"]}' if conf['daily_quota'] else '',
+                 f'greeting_pause {conf["greeting_pause"]}s' if conf['greeting_pause'] else '']
+        where = '' if lim.name == 'relay' else f' ({", ".join(lim.domains)})'
+        parts.append(f'{lim.name}{where}: ' + ', '.join(i for i in items if i))
+    return Result('limits', True, '; '.join(parts), required=False)
+
+
 def results(rt, smtp=None, defaults=True):
     """Every check, in order, scrubbed of secrets. `smtp` replaces the SMTP check (a
     cached one); `defaults=False` fails the config check when no file was found."""
@@ -126,7 +146,7 @@ def _scrubbed(result, secrets):
 
 
 def run_checks(config, out=print, defaults=False):
-    found = results(Runtime(config), defaults=defaults)
+    found = results(Runtime(config), defaults=defaults) + [check_limits(config)]
     for r in found:
         out(f'{r.name:10} {"ok  " if r.ok else "FAIL"} {r.text}')
     return 0 if all(r.ok for r in found) else 1

@@ -149,6 +149,42 @@ def _secret(raw):
     return raw.strip() or secrets.token_hex(32)
 
 
+def _optional(parse):
+    """Empty means None (no limit); otherwise `parse`."""
+    def wrapped(raw):
+        return parse(raw) if raw.strip() else None
+    wrapped.allowed = 'empty (no limit) or ' + getattr(parse, 'allowed', 'a value')
+    return wrapped
+
+
+def _positive(kind):
+    def parse(raw):
+        value = _number(kind, raw)
+        if value <= 0:
+            raise ValueError('must be > 0')
+        return value
+    parse.allowed = ('a whole number' if kind is int else 'a number') + ' > 0'
+    return parse
+
+
+# A [throttle:NAME] domains entry: a domain, or *.domain for its subdomains.
+DOMAIN_PATTERN = re.compile(r'(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*')
+
+
+def _domain_list(raw):
+    """`slow.example, *.example.com` -> lower-case patterns."""
+    names = tuple(n.strip().lower().rstrip('.') for n in re.split(r'[\s,]+', raw) if n.strip())
+    for name in names:
+        if not DOMAIN_PATTERN.fullmatch(name):
+            raise ValueError(f'{name!r} is not a domain (or *.domain for its subdomains)')
+    if not names:
+        raise ValueError('at least one domain is needed')
+    return names
+
+
+_domain_list.allowed = 'domains separated by ", "; *.example.com for its subdomains'
+
+
 def _path(raw):
     return Path(raw.strip()).expanduser() if raw.strip() else None
 
@@ -219,6 +255,12 @@ class SMTPConfig:
     release_security: str = 'none'
     release_username: str = ''
     release_password: str = ''
+    # Limits of the relay, shared by every worker (store/limits.py); None: no limit.
+    rate: float = None              # messages per second
+    burst: int = None               # tokens the bucket holds (None: one second's worth)
+    max_connections: int = None     # open SMTP sessions, all workers together
+    daily_quota: int = None         # messages in a rolling 24 hours
+    greeting_pause: float = None    # seconds the relay is paused after a 421 greeting
 
     _parse = {
         'transport': _choice('outbox', 'smtp', 'console'), 'host': _str, 'port': _int(1, 65535),
@@ -229,6 +271,10 @@ class SMTPConfig:
         'release_host': _str, 'release_port': _int(1, 65535),
         'release_security': _choice('none', 'starttls', 'tls'), 'release_username': _str,
         'release_password': _str,
+        'rate': _optional(_positive(float)), 'burst': _optional(_positive(int)),
+        'max_connections': _optional(_positive(int)),
+        'daily_quota': _optional(_positive(int)),
+        'greeting_pause': _optional(_positive(float)),
     }
     _rename = {'from': 'sender'}
 
@@ -425,6 +471,22 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class ThrottleConfig:
+    """One [throttle:NAME] group of recipient domains with its own limits."""
+    name: str
+    domains: tuple = ()
+    rate: float = None
+    burst: int = None
+    concurrency: int = None         # mails to the group in flight, all workers together
+    daily_quota: int = None
+
+    _parse = {'domains': _domain_list, 'rate': _optional(_positive(float)),
+              'burst': _optional(_positive(int)),
+              'concurrency': _optional(_positive(int)),
+              'daily_quota': _optional(_positive(int))}
+
+
+@dataclass(frozen=True)
 class SubmissionConfig:
     """The SMTP submission listener (`mailq submission`, and `mailq run` when enabled)."""
     enabled: bool = False
@@ -473,6 +535,7 @@ class Config:
     cron_jobs: tuple = ()
     suppression: SuppressionConfig = SuppressionConfig()
     webhooks: tuple = ()            # WebhookConfig, one per [webhook:NAME]
+    throttles: tuple = ()           # ThrottleConfig, one per [throttle:NAME]
     from_environment: tuple = ()    # ((section, key, '$MAILQ_...'), ...): values set there
     file_found: bool = True         # False: no -c, no $MAILQ_CONFIG, and no ./mailq.ini
 
@@ -535,9 +598,9 @@ def load(path=None, environ=None):
         raise ConfigError('config file not found', source)
 
     for name in parser.sections():
-        if name not in SECTIONS and not name.startswith(('cron:', 'webhook:')):
+        if name not in SECTIONS and not name.startswith(('cron:', 'webhook:', 'throttle:')):
             raise ConfigError(f'unknown section (known: {", ".join(SECTIONS)}, cron:NAME, '
-                              f'webhook:NAME)', source, name)
+                              f'webhook:NAME, throttle:NAME)', source, name)
 
     from_env = {name: _env_values(environ, name) for name in SECTIONS}
     built = {name: _build(cls, {**_file_values(parser, source, name), **from_env[name]})
@@ -546,12 +609,14 @@ def load(path=None, environ=None):
                         name=name.split(':', 1)[1].strip())
                  for name in parser.sections() if name.startswith('cron:'))
     hooks = _webhooks(parser, source)
+    throttles = _throttles(parser, source)
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
     sub = built['submission']
     built['submission'] = dataclasses.replace(sub, tls_cert=_relative_to(base, sub.tls_cert),
                                               tls_key=_relative_to(base, sub.tls_key))
-    config = Config(source=source, cron_jobs=jobs, webhooks=hooks, **built,
+    config = Config(source=source, cron_jobs=jobs, webhooks=hooks, throttles=throttles,
+                    **built,
                     file_found=path.exists(),
                     from_environment=tuple((section, key, where[0])
                                            for section, values in from_env.items()
@@ -575,6 +640,29 @@ def _webhooks(parser, source):
                 raise ConfigError('is required', source, section, key)
         hooks.append(hook)
     return tuple(hooks)
+
+
+def _throttles(parser, source):
+    """The [throttle:NAME] sections; domains are required, and a domain belongs to one
+    group only."""
+    groups, owner = [], {}
+    for section in parser.sections():
+        if not section.startswith('throttle:'):
+            continue
+        name = section.split(':', 1)[1].strip()
+        if not QUEUE_NAME.match(name) or name == 'relay':
+            raise ConfigError('bad group name (letters, digits, _ . -; not "relay")',
+                              source, section)
+        group = _build(ThrottleConfig, _file_values(parser, source, section), name=name)
+        if not group.domains:
+            raise ConfigError('is required', source, section, 'domains')
+        for domain in group.domains:
+            if domain in owner:
+                raise ConfigError(f'{domain!r} is already in [throttle:{owner[domain]}]',
+                                  source, section, 'domains')
+            owner[domain] = name
+        groups.append(group)
+    return tuple(groups)
 
 
 def _relative_to(base, path):

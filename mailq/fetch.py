@@ -15,6 +15,7 @@ import time
 from huey.storage import RedisStorage
 
 from .store.containers import task_mail_id
+from .store.mails import NO_SLOT
 
 
 def busy_field():
@@ -42,6 +43,7 @@ class MailStorage(RedisStorage):
         self.worker_id = None
         self.quiet = threading.Event()
         self._local = threading.local()
+        self.on_no_slot = lambda: None   # the worker closes this thread's SMTP session
 
     # -- queue API used by Huey
 
@@ -71,6 +73,12 @@ class MailStorage(RedisStorage):
                 # Wait for a wake token pushed with every task, then try once more.
                 self.store.wait_for_work(order, self.read_timeout)
                 item = self.store.take(self.worker_id, order, busy)
+            if item == NO_SLOT:
+                # Every session the relay allows is another thread's: this thread keeps
+                # no session of its own, and waits (holding no mail) for a slot.
+                self.on_no_slot()
+                self.store.throttle.wait_for_slot(self.read_timeout)
+                item = None
         self._local.item = item
         return item[1] if item else None
 

@@ -162,6 +162,9 @@ class Heartbeat(threading.Thread):
             if now - self.beating_since >= self.cfg.heartbeat_timeout:
                 reap(self.store, now=now, timeout=self.cfg.heartbeat_timeout)
             self.suspects = release_orphans(self.store, self.worker_id, self.suspects)
+            if self.store.throttle.slot_keys:     # limiter slots: renew our leases
+                _, sending = self.store.workers.in_flight(self.worker_id)
+                self.store.throttle.renew(self.worker_id, sorted(sending), now)
             if self.redis_down:
                 log.warning('Redis is reachable again')
             self.redis_down = False

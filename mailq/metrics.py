@@ -65,6 +65,8 @@ def snapshot(rt, now=None):
         'busy': sum(busy),
         'cron': _cron(rt),
         'submissions': totals['submissions'],
+        # the limiters' state (store/limits.py), only when a limit is configured
+        'limits': store.throttle.view(now) if store.throttle.on else None,
     }
 
 
@@ -131,6 +133,9 @@ def families(snap):
                  snap['threads'])
     yield _gauge('mailq_busy_workers', 'Delivery slots sending a mail right now.', snap['busy'])
 
+    if snap.get('limits'):
+        yield from _limit_families(snap['limits'])
+
     success = GaugeMetricFamily('mailq_cron_last_success_timestamp_seconds',
                                 'When a cron job last enqueued its mails (0: not in its '
                                 'kept history).', labels=['job'])
@@ -152,6 +157,27 @@ def _submissions(counts):
     for key in ('accepted:2xx', 'refused:4xx', 'refused:5xx'):
         family.add_metric(key.split(':'), counts.get(key, 0))
     return family
+
+
+def _limit_families(view):
+    yield _gauge('mailq_held_mails', 'Mails held for a limiter (no attempt used).',
+                 view['held'])
+    gauges = {
+        'rate': ('mailq_limiter_rate', 'Configured messages per second of a limiter.'),
+        'current_rate': ('mailq_limiter_current_rate',
+                         'Messages per second a limiter allows now (after throttling cuts).'),
+        'tokens': ('mailq_limiter_tokens', 'Tokens in a limiter\'s bucket now.'),
+        'slots_used': ('mailq_limiter_slots_used',
+                       'Slots in use: sessions (the relay) or mails in flight (a group).'),
+        'quota_used': ('mailq_limiter_quota_used', 'Mails sent in the last 24 h.'),
+        'held': ('mailq_limiter_held', 'Held mails waiting for this limiter (a sample).'),
+    }
+    for field, (name, doc) in gauges.items():
+        family = GaugeMetricFamily(name, doc, labels=['limiter'])
+        for row in view['limiters']:
+            if row[field] is not None:
+                family.add_metric([row['name']], row[field])
+        yield family
 
 
 def _counter(name, doc, value):

@@ -14,8 +14,9 @@ import redis
 from .fetch import busy_field
 from .redisconn import is_outage, outage_text
 from .retry import gives_up, retry_delay
-from .store.states import DEAD, RETRYING, SENT, SUPPRESSED
+from .store.states import DEAD, HELD, RETRYING, SENT, SUPPRESSED
 from .suppression import automatic as automatic_suppressions
+from .throttling import is_throttling
 from .transport import Delivery
 
 log = logging.getLogger('mailq.worker')
@@ -68,7 +69,11 @@ class Processor:
         owed = delivery.still_owed(send_to)
         if note and note['mode'] == 'redirect' and owed:
             owed = recipients       # a redirected mail is owed to all of them, or none
-        outcome, next_at, new_task = self.decide(delivery, owed, attempts, mail_id, queue)
+        held = self._throttled(delivery, send_to) if self.store.throttle.on else None
+        if held:        # "slow down": held for its limiter, no attempt counted
+            outcome, next_at, new_task = HELD, held, ''
+        else:
+            outcome, next_at, new_task = self.decide(delivery, owed, attempts, mail_id, queue)
         attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': outcome,
                    'code': delivery.code, 'reply': delivery.outcome_text,
                    'duration': round(duration, 4)}
@@ -82,7 +87,7 @@ class Processor:
             attempt['code'] = delivery.deferred[owed[0]][0]
         # Only the recipients still owed the mail stay on its envelope, so a retry
         # never sends a second copy to those who have it.
-        rcpts = json.dumps(owed) if owed and owed != recipients else ''
+        rcpts = json.dumps(owed) if owed and owed != recipients and not held else ''
         # Bad addresses go on the suppression list, in the script that records the outcome.
         suppress = automatic_suppressions(
             {r: v for r, v in delivery.refused.items() if v[0] >= 500}, mail_id,
@@ -117,6 +122,31 @@ class Processor:
             return self.transport, recipients, raw, None
         send_to, message, note = self.staging.plan(recipients, raw)
         return self.transport, send_to, message, note
+
+    def _throttled(self, delivery, recipients):
+        """The ready time of a mail the relay asked to slow down (throttling.py), or of
+        one refused by a 421 greeting; None for any other reply, or when no configured
+        limiter can hold it. Logs each change of a limiter once."""
+        if delivery.ok or not delivery.transient:
+            return None
+        greeting = delivery.stage == 'connect' and delivery.code == 421
+        if not greeting and not is_throttling(delivery.code, delivery.reply):
+            return None
+        found = _until_redis_answers(lambda: self.store.throttle.throttled(
+            recipients, delivery.outcome_text, greeting=greeting),
+            'hold a throttled mail')
+        if found is None:
+            return None
+        ready, changed = found
+        for lim, before, after in changed:
+            if greeting:
+                log.warning('limiter %s paused for %ss after a 421 greeting: "%s"',
+                            lim.name, lim.pause, delivery.outcome_text[:200])
+            else:
+                log.warning('limiter %s: rate cut from %.3g to %.3g/s after "%s"; it climbs '
+                            'back to %.3g/s by %.3g/s each second', lim.name, before, after,
+                            delivery.outcome_text[:200], lim.rate, lim.step)
+        return ready
 
     def _all_suppressed(self, mail_id, queue, task, busy, suppressed, then_fetch):
         """Every recipient was suppressed while the mail waited: it ends `suppressed`,

@@ -33,6 +33,7 @@ class Delivery:
     reply: str = ''
     transient: bool = False
     refused: dict = field(default_factory=dict)   # recipient -> [code, reply]
+    stage: str = ''             # 'connect': the reply came before any transaction (greeting)
 
     @property
     def outcome_text(self):
@@ -199,7 +200,9 @@ class SMTPTransport:
             return self._auth_failure(exc)
         except smtplib.SMTPResponseException as exc:
             self.close()
-            return _from_reply(exc.smtp_code, exc.smtp_error)
+            delivery = _from_reply(exc.smtp_code, exc.smtp_error)
+            delivery.stage = 'connect'
+            return delivery
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             return Delivery(ok=False, transient=True, reply=f'connect failed: {_describe(exc)}')

@@ -119,6 +119,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
                                               rt.new_task, worker_id, config.suppression,
                                               Staging(config.smtp), release))
     rt.huey.storage.bind_worker(worker_id, queues)
+    rt.huey.storage.on_no_slot = transport.close   # no session slot: keep no session
 
     _startup_checks(rt)
     host = socket.gethostname()
@@ -147,6 +148,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
         transport.close(polite=True)
         if release is not None:
             release.close(polite=True)
+        _release_slots(rt, worker_id)
         log.info('worker %s stopped', worker_id)
     return 0
 
@@ -197,3 +199,13 @@ def _return_in_flight(rt, worker_id):
             log.error('cannot return in-flight mails yet: %s; a live worker will, '
                       'after the heartbeat timeout', outage_text(exc))
             time.sleep(1)
+
+
+def _release_slots(rt, worker_id):
+    """Free this worker's limiter slots now its sessions are closed (a killed worker's
+    are freed when their leases end)."""
+    try:
+        rt.store.throttle.release(worker_id)
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise

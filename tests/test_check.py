@@ -33,7 +33,7 @@ def test_all_ok_connects_and_authenticates_but_sends_nothing(tmp_ini, redis_url,
     result = run_cli(smtp_ini(tmp_ini, redis_url, server), 'check')
     assert result.returncode == 0, result.stdout + result.stderr
     found = lines(result.stdout)
-    assert set(found) == {'config', 'redis', 'smtp', 'templates', 'cron'}
+    assert set(found) == {'config', 'redis', 'smtp', 'templates', 'cron', 'limits'}
     assert all(' ok ' in line for line in found.values())
     assert 'version 7.' in found['redis'] or 'version 8.' in found['redis']
     assert 'WARNING' in found['redis']     # the test Redis keeps nothing on disk

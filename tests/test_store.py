@@ -140,8 +140,11 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
     cron.pause('job')
     cron.resume('job', 104)
     assert cron.history('job')[0]['outcome'] == 'skipped'
-    assert rt.scripts_run == set(store_scripts.NAMES) - {'hook_done', 'suppress'}
+    assert rt.scripts_run == set(store_scripts.NAMES) - {'hook_done', 'suppress', 'limit_cut',
+                                                         'limit_slots'}
     assert not list(redis_client.scan_iter('mailq:hook:*'))     # no endpoint: no event
+    assert not list(redis_client.scan_iter('mailq:limit:*'))    # no limit: no limiter state
+    assert not redis_client.exists('mailq:held')
 
 
 @pytest.fixture
@@ -201,6 +204,64 @@ def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
                               'hook_done', 'suppress'}
 
 
+@pytest.fixture
+def checked_limits_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_rt with every limit set: the relay's and a [throttle:NAME] group's."""
+    from support.ini import smtp_section
+    monkeypatch.setattr(store_scripts, 'source', checked_source)
+    ini = tmp_ini(redis={'url': redis_url},
+                  smtp=smtp_section(smtp_server, rate='1', burst='1', max_connections='1',
+                                    daily_quota='5', greeting_pause='30'),
+                  **{'throttle:slow': {'domains': 'slow.example, *.slow.test', 'rate': '1',
+                                       'concurrency': '1', 'daily_quota': '3'}})
+    rt = Runtime(load(str(ini), environ={}))
+    rt.scripts_run = set()
+    for name in store_scripts.NAMES:
+        setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
+                                                getattr(rt.store.scripts, name)))
+    return rt
+
+
+def test_with_limits_every_script_touches_only_its_keys(checked_limits_rt, redis_client):
+    """The limiter's paths, each checked key by key: a session slot taken at fetch and
+    refused to a second thread, a token and a group slot taken at claim, a mail held for
+    lack of a token (no attempt), a throttling reply held through finish, the slot left
+    at finish, renewal and release of a worker's slots, and the held mail moved back."""
+    rt, store = checked_limits_rt, checked_limits_rt.store
+    worker, now = 'host:1:abc', time.time()
+    first = send(rt, to='a@x.slow.test')
+    second = send(rt, to='b@example.com')
+    queue, task, claim = store.take(worker, ['mailers'], 't1', now=now)
+    assert task_mail_id(task) == first and claim[3] == 1
+    assert store.take(worker, ['mailers'], 't2', now=now) == 'noslot'   # one connection
+    assert redis_client.zrange('mailq:limit:slow:slots', 0, -1) == [first.encode()]
+    # the relay's only token is spent: the next mail is held, its attempt not counted
+    assert store.take(worker, ['mailers'], 't1', now=now) is None
+    record = store.get(second)
+    assert record.fields['status'] == 'held' and int(record.fields.get('attempts', 0)) == 0
+    assert record.fields['held_by'] == 'relay'
+    assert float(record.fields['next_at']) == pytest.approx(now + 1, abs=0.01)
+    # the first mail's reply says slow down: held again, its slot freed
+    ready, changed = store.throttle.throttled(['a@x.slow.test'], '454 Throttling failure',
+                                              now=now)
+    assert [(lim.name, before, after) for lim, before, after in changed] == [('slow', 1, 0.5)]
+    attempt = {'at': now, 'worker': worker, 'outcome': 'held', 'code': 454,
+               'reply': '454 Throttling failure', 'duration': 0.01}
+    assert store.finish(first, task, worker, 't1', 'held', attempt, next_at=ready,
+                        now=now)[0] == 1
+    assert redis_client.zcard('mailq:limit:slow:slots') == 0
+    record = store.get(first)
+    assert record.fields['status'] == 'held' and int(record.fields['attempts']) == 0
+    assert store.throttle.throttled(['c@example.com'], '421 4.7.0', greeting=True, now=now)
+    assert store.throttle.renew(worker, [first], now) == 1          # the thread's session
+    assert store.throttle.release(worker) == 1
+    assert store.move_due(now=now + 100) == 2                       # both held mails
+    assert store.status(first) == 'queued' and store.status(second) == 'queued'
+    view = store.throttle.view(now)
+    assert [row['name'] for row in view['limiters']] == ['relay', 'slow']
+    assert rt.scripts_run >= {'fetch', 'claim', 'finish', 'limit_cut', 'limit_slots', 'due'}
+
+
 def test_key_names_are_those_of_the_previous_release():
     """Upgrades keep every key where the last release wrote it."""
     keys = Keys('mailq')
@@ -218,11 +279,16 @@ def test_key_names_are_those_of_the_previous_release():
         'mailq:cron:j', 'mailq:cron:j:fired', 'mailq:cron:j:pending', 'mailq:cron:j:runs',
         'mailq:cron:paused', 'mailq:suppressed', 'mailq:suppressed:order',
         'mailq:hook:h:events', 'mailq:hook:h', 'mailq:hook:h:log']
+    # added with the limiters (store/limits.py); none is written without a limit
+    assert [keys.held, keys.limit('relay'), keys.limit_slots('relay'), keys.limit_sent('relay'),
+            keys.limit_free('relay')] == [
+        'mailq:held', 'mailq:limit:relay', 'mailq:limit:relay:slots', 'mailq:limit:relay:sent',
+        'mailq:limit:relay:free']
 
 
 def test_the_states_table_is_whole():
     assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
-                                  'dead', 'cancelled', 'suppressed'}
+                                  'dead', 'cancelled', 'suppressed', 'held'}
     assert set(states.FINAL_STATES) == {'sent', 'dead', 'cancelled', 'suppressed'}
     for state in states.TABLE.values():
         assert set(state.actions) <= set(states.ACTIONS)

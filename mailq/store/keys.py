@@ -31,6 +31,12 @@
                                     the dashboard's live pages (GET /api/events); no key
     <p>:stat:outcomes:<day> hash    attempts per outcome (sent, retrying, dead, suppressed)
                                     and per queue (queue:<name>) that day (UTC)
+    <p>:held                zset    tasks of held mails (waiting for a limiter), by ready time
+    <p>:limit:<name>        hash    a limiter's state: tokens, ts, cut_rate, cut_at,
+                                    paused_until, held_until, last_reply, last_reply_at
+    <p>:limit:<name>:slots  zset    slot holders (a thread's session, or a mail), by lease end
+    <p>:limit:<name>:sent   zset    mails sent in the last 24 h (daily_quota), by time
+    <p>:limit:<name>:free   list    wake tokens for threads waiting for a session slot
 """
 
 
@@ -48,6 +54,7 @@ class Keys:
         self.suppressed = self.prefix + 'suppressed'
         self.suppressed_order = self.prefix + 'suppressed:order'
         self.events = self.prefix + 'events'
+        self.held = self.prefix + 'held'
 
     def record(self, mail_id):
         return f'{self.prefix}m:{mail_id}'
@@ -99,3 +106,15 @@ class Keys:
 
     def hook_log(self, name):
         return f'{self.prefix}hook:{name}:log'
+
+    def limit(self, name):
+        return f'{self.prefix}limit:{name}'
+
+    def limit_slots(self, name):
+        return f'{self.prefix}limit:{name}:slots'
+
+    def limit_sent(self, name):
+        return f'{self.prefix}limit:{name}:sent'
+
+    def limit_free(self, name):
+        return f'{self.prefix}limit:{name}:free'

@@ -19,9 +19,10 @@ from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task
                          task_queue)
 from .cron import CronState
 from .hooks import Events, Suppressions
+from .limits import Limits
 from .record import MailRecord
 from .scripts import Scripts
-from .states import DEAD, FINAL_STATES, QUEUED, RETRYING, SCHEDULED, SENT
+from .states import DEAD, FINAL_STATES, HELD, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
 from .workers import Workers
 
@@ -33,6 +34,8 @@ MAX_INTERRUPTIONS = 10
 # Stale tasks one fetch may step over before it answers "nothing for now".
 MAX_STALE = 1000
 CHUNK = 1000
+# What take() answers when every session slot of the relay is another thread's.
+NO_SLOT = 'noslot'
 
 
 def delivery_metric_fields(attempt):
@@ -89,6 +92,7 @@ class Store:
         self.cron = CronState(client, keys, self.scripts)
         self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
         self.suppressions = Suppressions(client, keys, self.scripts)
+        self.throttle = Limits(client, keys, self.scripts, config)
 
     def live_events(self):
         """A subscription to the events channel (store/live.py), for GET /api/events."""
@@ -177,15 +181,22 @@ class Store:
     def take(self, worker_id, queue_order, busy_field, now=None):
         """Reliable fetch (fetch.lua), then the claim of its mail (claim.lua):
         (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts,
-        recipients suppressed since the mail was accepted).
+        recipients suppressed since the mail was accepted); NO_SLOT when the relay's
+        session slots ([smtp] max_connections) are all other threads'. A mail held by
+        a limiter is stepped over, as a stale task is.
         Between the two the task is in the in-flight list, so a crash loses nothing."""
         keys = self.keys
-        fetch_keys = [keys.inflight(worker_id), keys.paused, keys.busy(worker_id)] + \
-            [keys.queue(q) for q in queue_order]
         for _ in range(MAX_STALE):
-            fetched = self.scripts.fetch(keys=fetch_keys, args=[busy_field, *queue_order])
+            slot_key, slot_args = self.throttle.fetch_block(worker_id, busy_field,
+                                                            now or time.time())
+            fetched = self.scripts.fetch(
+                keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id), slot_key,
+                      *(keys.queue(q) for q in queue_order)],
+                args=[busy_field, *slot_args, *queue_order])
             if not fetched:
                 return None
+            if fetched == NO_SLOT.encode():
+                return NO_SLOT
             item = self.claim(worker_id, fetched[0].decode(), fetched[1], busy_field, now)
             if item:
                 return item
@@ -193,15 +204,17 @@ class Store:
 
     def claim(self, worker_id, queue, task, busy_field, now=None):
         """Claim the mail of a task this worker fetched: (queue, task, claim), or None
-        for a stale task, which leaves the in-flight list."""
+        for a stale task, which leaves the in-flight list, and for a mail a limiter
+        holds, which goes to the held set."""
         keys = self.keys
         mail_id = task_mail_id(task) or '-'
+        limits = self.throttle
         claim = self.scripts.claim(
             keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
-                  keys.suppressed],
+                  keys.suppressed, *limits.claim_keys],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                  *FINAL_STATES])
-        if not claim:
+                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args])
+        if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
             return None
         sender, rcpts, raw, attempts, suppressed, *relay = claim
         return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts),
@@ -231,7 +244,9 @@ class Store:
         now = now or time.time()
         day = today(now)
         target, score, keep = '', 0, 0
-        if outcome == RETRYING:
+        if outcome == HELD:
+            target, score = keys.held, next_at
+        elif outcome == RETRYING:
             target, score = keys.retry, next_at
         elif outcome == DEAD:
             target, score = keys.dead, now
@@ -241,13 +256,14 @@ class Store:
             keep = cfg.keep_sent_days * 86400
         events = self.events
         event = event or {}
+        slot_keys, slot_args = self.throttle.finish_block(worker_id, busy_field)
         reply = self.scripts.finish(
             keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
                   keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
                   keys.stat('processed', day), keys.stat('failed', day), target,
                   keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
                   keys.suppressed_order, keys.events, keys.stat('outcomes', day),
-                  *events.streams, keys.paused,
+                  *events.streams, *slot_keys, keys.paused,
                   *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
@@ -256,7 +272,7 @@ class Store:
                   json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
                   else '', '1' if refused_for_good else '',
                   json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
-                  len(events.streams), *events.subscriptions, *then_fetch])
+                  len(events.streams), *events.subscriptions, *slot_args, *then_fetch])
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
@@ -271,10 +287,10 @@ class Store:
         """Put due scheduled and retrying mails on their queues. Returns how many."""
         now = now or time.time()
         moved = 0
-        for due_set in (self.schedule, self.retries):
-            tasks = self.redis.zrangebyscore(due_set.key, '-inf', now, start=0, num=limit)
+        for key in (self.keys.schedule, self.keys.retry, self.keys.held):
+            tasks = self.redis.zrangebyscore(key, '-inf', now, start=0, num=limit)
             if tasks:
-                keys = [due_set.key]
+                keys = [key]
                 for task in tasks:
                     queue = task_queue(task) or self.worker_config.default_queue
                     keys += [self.keys.record(task_mail_id(task) or '-'),

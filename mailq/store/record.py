@@ -81,8 +81,6 @@ class MailRecord:
             'message_id': f.get('message_id'), 'last_error': f.get('last_error') or None,
             'from': f.get('from'), 'to': shown(f.get('to')), 'subject': f.get('subject'),
             'template': f.get('template') or None,
-            'source': f.get('source') or None, 'client': f.get('client') or None,
-            'user': f.get('user') or None,
             'history': [attempt_view(a) for a in self.attempts],
         }
         # Fields of this release, shown when the record has them (a record written by
@@ -97,6 +95,9 @@ class MailRecord:
             view['releases'] = sorted((r for r in releases if r), key=lambda r: r['at'])
             for r in view['releases']:
                 r['at'] = iso(r['at'])
+        for name in ('source', 'client', 'user'):       # where it came in, if not the API
+            if f.get(name):
+                view[name] = f[name]
         return view
 
 

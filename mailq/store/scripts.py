@@ -14,7 +14,7 @@ DAY_STAT_TTL = 200 * 86400
 NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
          'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
          'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
-         'hook_done', 'suppress')
+         'hook_done', 'suppress', 'limit_cut', 'limit_slots')
 
 
 def source(name):

@@ -13,6 +13,7 @@ SENT = 'sent'
 DEAD = 'dead'
 CANCELLED = 'cancelled'
 SUPPRESSED = 'suppressed'     # every recipient is on the suppression list: never sent
+HELD = 'held'                 # waiting for a limiter's token (store/limits.py): no attempt used
 
 # What a user may do to a mail, with the button's label.
 ENQUEUE, RETRY, KILL, DELETE = 'enqueue', 'retry', 'kill', 'delete'
@@ -33,6 +34,7 @@ TABLE = {state.name: state for state in (
     State(SCHEDULED, 'schedule', False, (ENQUEUE, DELETE)),
     State(SENDING, 'inflight', False, ()),
     State(RETRYING, 'retry', False, (RETRY, KILL, DELETE)),
+    State(HELD, 'held', False, (DELETE,)),
     State(DEAD, 'dead', True, (RETRY, DELETE)),
     State(SENT, 'none', True, (DELETE,)),       # kept in the outbox with transport = outbox
     State(CANCELLED, 'none', True, (DELETE,)),

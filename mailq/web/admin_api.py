@@ -60,6 +60,11 @@ def install(app, rt):
     def queues():
         return json_response(200, {'queues': admin.queues(rt)})
 
+    @app.get('/api/destinations')
+    @api_route
+    def destinations():
+        return json_response(200, admin.destinations(rt))
+
     @app.get('/api/queues/<name>')
     @api_route
     def queue(name):

@@ -102,7 +102,7 @@ def render(rt, name, status=200, **context):
         outbox_on=outbox_on(rt), cron_on=admin.cron_available(),
         staging=rt.config.smtp.staging_text,
         release_on=rt.config.smtp.release_relay() is not None,
-        webhooks_on=bool(rt.config.webhooks),
+        webhooks_on=bool(rt.config.webhooks), limits_on=rt.store.throttle.on,
         flash=_flash(), back=bottle.request.fullpath + (
             '?' + bottle.request.query_string if bottle.request.query_string else ''))
     bottle.response.status = status
@@ -357,6 +357,11 @@ def install(app, rt):
         for worker_id in ids:
             admin.command_worker(rt, worker_id, command)
         return {'did': command}
+
+    @app.get('/destinations')
+    @page(rt)
+    def destinations():
+        return render(rt, 'destinations.html', now=time.time(), **admin.destinations(rt))
 
     @app.get('/queues')
     @page(rt)

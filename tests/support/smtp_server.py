@@ -56,6 +56,8 @@ class _Handler:
     async def handle_DATA(self, smtp, session, envelope):
         srv = self.server
         drop, reply, delay, hang_up = srv._data_faults(envelope.rcpt_tos)
+        if srv.data_policy and not (drop or reply):
+            reply = srv.data_policy(time.monotonic())
         if delay:
             await asyncio.sleep(delay)   # keeps other connections served
         if drop:
@@ -84,7 +86,13 @@ class _CountingSMTP(SMTP):
                 transport.write(reply.encode() + b'\r\n')
                 transport.close()
                 return
+        self._owner._session(+1)
         super().connection_made(transport)
+
+    def connection_lost(self, exc):
+        if self._original_transport is None:
+            self._owner._session(-1)
+        super().connection_lost(exc)
 
 
 class _Controller(Controller):
@@ -116,6 +124,11 @@ class SMTPServer:
         self.messages = []
         self.connections = 0
         self.transactions = 0
+        self.open_sessions = 0       # TCP sessions open now, and the most at once
+        self.max_open_sessions = 0
+        self.transaction_times = []  # time.monotonic() of every DATA, answered or not
+        # data_policy(now) -> a reply instead of 250 (e.g. a rate limit), or None
+        self.data_policy = None
         self._lock = threading.Condition()
         self._faults = _Faults()
         self._tmp = tempfile.mkdtemp(prefix='mailq-smtp-')
@@ -138,6 +151,7 @@ class SMTPServer:
         self._controller.start()
         with self._lock:
             self.connections = 0   # forget the controller's own readiness probe
+            self.max_open_sessions = self.open_sessions
 
     def _make_certs(self):
         ca = trustme.CA()
@@ -161,6 +175,11 @@ class SMTPServer:
     def _count(self, name):
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def _session(self, delta):
+        with self._lock:
+            self.open_sessions += delta
+            self.max_open_sessions = max(self.max_open_sessions, self.open_sessions)
 
     def _record(self, envelope):
         data = envelope.original_content or envelope.content
@@ -236,6 +255,7 @@ class SMTPServer:
     def _data_faults(self, rcpt_tos=()):
         with self._lock:
             self.transactions += 1
+            self.transaction_times.append(time.monotonic())
             f = self._faults
             for address in rcpt_tos:
                 fault = f.by_rcpt.get(address)

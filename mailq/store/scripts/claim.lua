@@ -4,22 +4,115 @@
 -- Recipients suppressed since the mail was accepted are returned too (JSON, or ''),
 -- so the worker leaves them off the envelope, and the record's relay ('release' for a
 -- released copy of a caught mail, '' otherwise).
--- KEYS: record, in-flight list, busy hash, suppression hash
--- ARGV: task, mail id, queue, worker id, busy field, now, final states...
+-- With limiters (store/limits.py), the mail takes a token (rate), a place in the 24 h
+-- window (daily quota) and a slot (concurrency) of every limiter it needs, all or none:
+-- when one has nothing to give, the mail is held instead (no attempt counted): its
+-- task goes to the held set with the time its token comes, and {'held', ready time,
+-- limiter} is returned. Held mails of one limiter are spaced at its pace.
+-- KEYS: record, in-flight list, busy hash, suppression hash, held zset, then the hash,
+--       slots zset and sent zset of each limiter
+-- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
+--       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
+--       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
+--       every mail), step of the additive increase
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to',
                      'relay')
 local stale = f[1] ~= ARGV[1]
-for i = 7, #ARGV do
+local nfinal = tonumber(ARGV[7])
+for i = 8, 7 + nfinal do
   if f[2] == ARGV[i] then stale = true end
 end
 if stale then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
   return false
 end
+local now = tonumber(ARGV[6])
+local base = 8 + nfinal
+local nlim = tonumber(ARGV[base])
+if nlim > 0 then
+  local lease = tonumber(ARGV[base + 1])
+  local domains = nil
+  local function wanted(patterns)
+    if patterns == '*' then return true end
+    if not domains then
+      domains = {}
+      for _, addr in ipairs(cjson.decode(f[4])) do
+        local at = string.find(addr, '@[^@]*$')
+        if at then domains[#domains + 1] = string.lower(string.sub(addr, at + 1)) end
+      end
+    end
+    for _, d in ipairs(domains) do
+      if string.find(patterns, ' ' .. d .. ' ', 1, true) then return true end
+      local rest = d
+      while true do
+        local dot = string.find(rest, '.', 1, true)
+        if not dot then break end
+        rest = string.sub(rest, dot + 1)
+        if string.find(patterns, ' *.' .. rest .. ' ', 1, true) then return true end
+      end
+    end
+    return false
+  end
+  local need, wait, spacing, hold = {}, 0, 0, nil
+  for i = 1, nlim do
+    local a = base + 2 + (i - 1) * 7
+    if wanted(ARGV[a + 5]) then
+      local k = 6 + (i - 1) * 3
+      local L = {name = ARGV[a], h = KEYS[k], slots = KEYS[k + 1], sent = KEYS[k + 2],
+                 rate = tonumber(ARGV[a + 1]), burst = tonumber(ARGV[a + 2]),
+                 conc = tonumber(ARGV[a + 3]), quota = tonumber(ARGV[a + 4])}
+      local s = redis.call('HMGET', L.h, 'tokens', 'ts', 'cut_rate', 'cut_at', 'paused_until',
+                           'held_until')
+      L.held_until = tonumber(s[6] or 0)
+      local function waits(w, gap)
+        if w > wait then wait, spacing, hold = w, gap, L end
+      end
+      local paused = tonumber(s[5] or 0)
+      if paused > now then waits(paused - now, 0.01) end
+      if L.rate > 0 then
+        L.r = current_rate(L.rate, s[3], s[4], tonumber(ARGV[a + 6]), now)
+        L.tokens = L.burst
+        if s[1] then
+          L.tokens = math.min(L.burst, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * L.r)
+        end
+        if L.tokens < 1 then waits((1 - L.tokens) / L.r, 1 / L.r) end
+      end
+      if L.quota > 0 then
+        redis.call('ZREMRANGEBYSCORE', L.sent, '-inf', now - 86400)
+        if redis.call('ZCARD', L.sent) >= L.quota then
+          local oldest = redis.call('ZRANGE', L.sent, 0, 0, 'WITHSCORES')
+          waits(math.max(tonumber(oldest[2]) + 86400 - now, 0.001), 86400 / L.quota)
+        end
+      end
+      if L.conc > 0 then
+        redis.call('ZREMRANGEBYSCORE', L.slots, '-inf', now)
+        if not redis.call('ZSCORE', L.slots, ARGV[2])
+            and redis.call('ZCARD', L.slots) >= L.conc then
+          waits(0.1, 0.02 / L.conc)
+        end
+      end
+      need[#need + 1] = L
+    end
+  end
+  if hold then
+    local ready = now + wait
+    if hold.held_until + spacing > ready then ready = hold.held_until + spacing end
+    redis.call('HSET', hold.h, 'held_until', ready)
+    redis.call('LREM', KEYS[2], 1, ARGV[1])
+    redis.call('HSET', KEYS[1], 'status', 'held', 'next_at', ready, 'held_by', hold.name)
+    redis.call('ZADD', KEYS[5], ready, ARGV[1])
+    return {'held', tostring(ready), hold.name}
+  end
+  for _, L in ipairs(need) do
+    if L.rate > 0 then redis.call('HSET', L.h, 'tokens', L.tokens - 1, 'ts', now) end
+    if L.quota > 0 then redis.call('ZADD', L.sent, now, ARGV[2] .. ':' .. ARGV[6]) end
+    if L.conc > 0 then redis.call('ZADD', L.slots, now + lease, ARGV[2]) end
+  end
+end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'sending', 'worker', ARGV[4], 'started_at', ARGV[6])
 redis.call('HSET', KEYS[3], ARGV[5], cjson.encode({id = ARGV[2], queue = ARGV[3], to = f[7],
-           subject = f[6], since = tonumber(ARGV[6])}))
+           subject = f[6], since = now}))
 local suppressed = suppressed_among(KEYS[4], f[4], ARGV[6])
 return {f[3], f[4], f[5], attempts, #suppressed > 0 and cjson.encode(suppressed) or '',
         f[8] or ''}

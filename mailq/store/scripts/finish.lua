@@ -6,8 +6,10 @@
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
 --       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
 --       suppression order zset, the events channel (pub/sub), today's outcomes hash,
---       then the event stream of each webhook endpoint, the paused set and the queue
---       lists to fetch the thread's next task from (none: no fetch)
+--       then the event stream of each webhook endpoint, the
+--       limiters' slots zsets (the relay's session slots first, with max connections;
+--       then those with a concurrency, whose slot the mail leaves), the paused set and
+--       the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
 --       (sent, suppressed), mail id, metrics: outcome:code class field, duration bucket
@@ -16,7 +18,12 @@
 --       code, reply, addresses to suppress (JSON object address -> JSON info, or ''),
 --       '1' when a recipient refused the mail for good, recipients found suppressed at
 --       delivery (JSON list or ''), staging note (JSON or ''), n endpoints, their
---       subscriptions (n), then the names of the queues to fetch from
+--       subscriptions (n), then the
+--       number of slots zsets, max connections (0: none), the thread's slot holder
+--       name, the lease seconds, then the names of the queues to fetch from
+-- Outcome 'held' (a throttling reply, store/limits.py): the attempt is logged but not
+-- counted, no counter moves, and the task waits in the held set (KEYS[9]) until the
+-- score (ARGV[7]).
 -- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
 -- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
 local n = tonumber(ARGV[23])
@@ -30,6 +37,15 @@ local function record()
   end
   -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
   if current[2] == ARGV[4] then
+    return 1
+  end
+  if ARGV[3] == 'held' then
+    redis.call('RPUSH', KEYS[2], ARGV[5])
+    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+    redis.call('HSET', KEYS[1], 'status', 'held', 'last_error', ARGV[6], 'finished_at', ARGV[4],
+               'next_at', ARGV[7])
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[1])
     return 1
   end
   -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
@@ -104,7 +120,15 @@ local function record()
 end
 
 local recorded = record()
-local next_task = fetch_task(KEYS[3], KEYS[16 + n], 17 + n, 24 + n)
+local nslots, max_conn = tonumber(ARGV[24 + n]), tonumber(ARGV[25 + n])
+for i = (max_conn > 0 and 2 or 1), nslots do
+  redis.call('ZREM', KEYS[15 + n + i], ARGV[10])
+end
+local next_task = false
+if session_slot(KEYS[16 + n], ARGV[26 + n], max_conn, tonumber(ARGV[4]),
+                tonumber(ARGV[27 + n])) then
+  next_task = fetch_task(KEYS[3], KEYS[16 + n + nslots], 17 + n + nslots, 28 + n)
+end
 if next_task then
   return {recorded, next_task[1], next_task[2]}
 end

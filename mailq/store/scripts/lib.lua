@@ -84,3 +84,24 @@ local function suppressed_among(supp, rcpts_json, now)
   end
   return found
 end
+
+-- The rate (messages/s) a limiter allows at `now`: the configured `rate`, or, after a
+-- throttling reply cut it to `cut_rate` at `cut_at`, that plus `step` per second since
+-- (additive increase), never above `rate`.
+local function current_rate(rate, cut_rate, cut_at, step, now)
+  if not cut_rate then return rate end
+  return math.min(rate, tonumber(cut_rate) + step * math.max(0, now - tonumber(cut_at)))
+end
+
+-- A thread's session slot on a relay with [smtp] max_connections: renew the lease of the
+-- slot it holds, or take a free one. Leases that ran out (a worker killed) are freed
+-- first. `max` 0: no limit, nothing is called. Returns true when the thread holds one.
+local function session_slot(slots, holder, max, now, lease)
+  if max <= 0 then return true end
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  if redis.call('ZSCORE', slots, holder) or redis.call('ZCARD', slots) < max then
+    redis.call('ZADD', slots, now + lease, holder)
+    return true
+  end
+  return false
+end
