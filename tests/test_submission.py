@@ -3,7 +3,6 @@ clients: smtplib (STARTTLS, AUTH, pipelining), swaks, and a raw socket per refus
 import base64
 import email
 import email.policy
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -347,7 +346,6 @@ def test_auth_required_failures_rate_limited_and_password_never_logged(listen,
 # -- other real clients -------------------------------------------------------------
 
 
-@pytest.mark.skipif(not shutil.which('swaks'), reason='needs Debian swaks')
 def test_swaks_pipelined_with_attachment(listen, tmp_path, redis_client):
     sub = listen()
     attachment = tmp_path / 'report.csv'
