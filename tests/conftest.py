@@ -77,6 +77,13 @@ def tmp_ini(tmp_path):
 
 
 @pytest.fixture
+def redis_ini(tmp_ini, redis_url):
+    """A mailq.ini with the private Redis and the shipped mail templates only."""
+    return tmp_ini(redis={'url': redis_url},
+                   templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+
+
+@pytest.fixture
 def mailq_ini(tmp_ini, redis_url, smtp_server):
     """A complete mailq.ini wired to the private Redis and the test SMTP server."""
     return tmp_ini(

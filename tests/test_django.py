@@ -16,19 +16,13 @@ from django.core import mail  # noqa: E402
 from mailq.config import load  # noqa: E402
 from mailq.errors import Unavailable  # noqa: E402
 from mailq.runtime import Runtime  # noqa: E402
-from support.procs import REPO_ROOT, free_port  # noqa: E402
-from support.submission import SubmissionProcess  # noqa: E402
-
-
-def stored(client):
-    return sorted(k.decode().split(':')[2] for k in client.scan_iter('mailq:m:*')
-                  if not k.endswith(b':log'))
+from support.procs import free_port  # noqa: E402
+from support.submission import SubmissionProcess, stored  # noqa: E402
 
 
 @pytest.fixture
-def ini(tmp_ini, redis_url):
-    return tmp_ini(redis={'url': redis_url},
-                   templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+def ini(redis_ini):
+    return redis_ini
 
 
 def rich_message(connection):

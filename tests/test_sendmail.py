@@ -12,6 +12,7 @@ import pytest
 from mailq.config import load
 from mailq.runtime import Runtime
 from support.procs import REPO_ROOT, free_port
+from support.submission import stored
 
 SENDMAIL = Path(sys.executable).parent / 'mailq-sendmail'
 CRON_MAIL = (b'From: root (Cron Daemon) <root@box.example>\n'
@@ -19,15 +20,9 @@ CRON_MAIL = (b'From: root (Cron Daemon) <root@box.example>\n'
              b'\nbackup done\n.\nstill the body with -oi\n')
 
 
-def stored(client):
-    return sorted(k.decode().split(':')[2] for k in client.scan_iter('mailq:m:*')
-                  if not k.endswith(b':log'))
-
-
 @pytest.fixture
-def ini(tmp_ini, redis_url):
-    return tmp_ini(redis={'url': redis_url},
-                   templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+def ini(redis_ini):
+    return redis_ini
 
 
 def sendmail(ini, *args, message=b'', command=None, env=None):

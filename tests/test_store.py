@@ -54,8 +54,13 @@ def checked_source(name):
 @pytest.fixture
 def checked_rt(mailq_ini, monkeypatch):
     """A Runtime whose scripts are checked, and which notes each script it runs."""
+    return checked_runtime(mailq_ini, monkeypatch)
+
+
+def checked_runtime(ini, monkeypatch):
+    """A Runtime on `ini` whose every script is checked and noted when it runs."""
     monkeypatch.setattr(store_scripts, 'source', checked_source)
-    rt = Runtime(load(str(mailq_ini), environ={}))
+    rt = Runtime(load(str(ini), environ={}))
     rt.scripts_run = set()
     for name in store_scripts.NAMES:
         setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
@@ -151,15 +156,9 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
 def checked_hooks_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
     """checked_rt with a webhook endpoint taking every event."""
     from support.ini import smtp_section
-    monkeypatch.setattr(store_scripts, 'source', checked_source)
     ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
                   **{'webhook:app': {'url': 'http://127.0.0.1:9/', 'secret': 's'}})
-    rt = Runtime(load(str(ini), environ={}))
-    rt.scripts_run = set()
-    for name in store_scripts.NAMES:
-        setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
-                                                getattr(rt.store.scripts, name)))
-    return rt
+    return checked_runtime(ini, monkeypatch)
 
 
 def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
@@ -208,18 +207,12 @@ def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
 def checked_limits_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
     """checked_rt with every limit set: the relay's and a [throttle:NAME] group's."""
     from support.ini import smtp_section
-    monkeypatch.setattr(store_scripts, 'source', checked_source)
     ini = tmp_ini(redis={'url': redis_url},
                   smtp=smtp_section(smtp_server, rate='1', burst='1', max_connections='1',
                                     daily_quota='5', greeting_pause='30'),
                   **{'throttle:slow': {'domains': 'slow.example, *.slow.test', 'rate': '1',
                                        'concurrency': '1', 'daily_quota': '3'}})
-    rt = Runtime(load(str(ini), environ={}))
-    rt.scripts_run = set()
-    for name in store_scripts.NAMES:
-        setattr(rt.store.scripts, name, _noting(rt.scripts_run, name,
-                                                getattr(rt.store.scripts, name)))
-    return rt
+    return checked_runtime(ini, monkeypatch)
 
 
 def test_with_limits_every_script_touches_only_its_keys(checked_limits_rt, redis_client):

@@ -70,3 +70,9 @@ class RawClient:
 
     def close(self):
         self.sock.close()
+
+
+def stored(client):
+    """The ids of the mail records in a Redis, sorted."""
+    return sorted(k.decode().split(':')[2] for k in client.scan_iter('mailq:m:*')
+                  if not k.endswith(b':log'))
