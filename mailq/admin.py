@@ -379,10 +379,6 @@ def redis_info(rt):
 
 # -- cron
 
-def cron_available():
-    return True
-
-
 def cron_jobs(rt):
     return cron_jobs_module.list_jobs(rt)
 

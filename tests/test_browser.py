@@ -304,13 +304,17 @@ def test_catcher_split_pane_keys_search_preview_links_and_release(browser, catch
     try:
         page.goto('/outbox')
         assert page.locator('#pane').is_visible()            # 1,400 px: split pane
+        # Newest first: the order the worker threads happened to finish them in.
+        order = page.locator('#rows-body tr[data-id]').evaluate_all(
+            'rows => rows.map(r => r.dataset.id)')
+        assert sorted(order) == sorted(ids)
         page.keyboard.press('j')
-        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[2]}"]')   # newest first
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{order[0]}"]')
         page.keyboard.press('j')
-        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[1]}"]')
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{order[1]}"]')
         page.keyboard.press('k')
-        page.wait_for_selector(f'#pane .pane-mail[data-id="{ids[2]}"]')
-        assert page.locator('#rows-body tr.selected').get_attribute('data-id') == ids[2]
+        page.wait_for_selector(f'#pane .pane-mail[data-id="{order[0]}"]')
+        assert page.locator('#rows-body tr.selected').get_attribute('data-id') == order[0]
         # Previews at phone, tablet and desktop widths, in the sandbox as before.
         frame = page.locator('#pane iframe.mail-html')
         assert frame.get_attribute('sandbox') == ''
@@ -324,7 +328,7 @@ def test_catcher_split_pane_keys_search_preview_links_and_release(browser, catch
         assert len(flagged) == 2 and any('not https' in f for f in flagged) \
             and any('relative' in f for f in flagged)
         assert page.locator('#pane .links li.ok').count() == 2   # html https + text https
-        for part, words in (('text', 'text 2'), ('headers', 'Message-ID'),
+        for part, words in (('text', f'text {ids.index(order[0])}'), ('headers', 'Message-ID'),
                             ('raw', 'Content-Type'), ('attachments', 'a.txt')):
             page.click(f'#pane .parts-nav a[data-part="{part}"]')
             assert words in page.locator(f'#pane section[data-part="{part}"]').inner_text()

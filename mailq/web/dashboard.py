@@ -99,7 +99,7 @@ def render(rt, name, status=200, **context):
     context.update(
         path=bottle.request.path, summary=summary, csrf_field=csrf.FIELD,
         csrf_token=csrf.masked_token(rt.config.web.secret, sid),
-        outbox_on=outbox_on(rt), cron_on=admin.cron_available(),
+        outbox_on=outbox_on(rt),
         staging=rt.config.smtp.staging_text,
         release_on=rt.config.smtp.release_relay() is not None,
         webhooks_on=bool(rt.config.webhooks), limits_on=rt.store.throttle.on,
