@@ -24,7 +24,7 @@ class MailHuey(Huey):
     def get_storage(self, **kwargs):
         return self._prebuilt_storage
 
-    # A mail is never revoked through Huey (a stale task is dropped by take.lua), so
+    # A mail is never revoked through Huey (a stale task is dropped by fetch.lua), so
     # skip Huey's two Redis round trips per task for revoke flags.
     def is_revoked(self, task, timestamp=None, peek=True):
         return False

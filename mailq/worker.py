@@ -85,6 +85,8 @@ class MailConsumer(Consumer):
                          **options)
         both_graceful = (False, True)
         self._signal_actions = {signal.SIGTERM: both_graceful, signal.SIGINT: both_graceful}
+        # Now, not in run(): a signal between the start-up log line and run() is not lost.
+        self._set_signal_handlers()
 
     def _create_scheduler(self):
         return DueScheduler(self.huey, self.stop_flag, self._mailq_interval, False)

@@ -40,6 +40,9 @@ def install(staging):
     extras = staging.parent / 'target-extras.txt'
     extras.write_text('\n'.join(TARGET_EXTRAS) + '\n')
     subprocess.run([*pip, '--require-hashes', '-r', str(LOCK), '-r', str(extras)], check=True)
+    # setuptools builds in ROOT/build and keeps what is there: a module or script that
+    # was deleted since the last build would otherwise ship in the archive.
+    shutil.rmtree(ROOT / 'build', ignore_errors=True)
     subprocess.run([*pip, '--no-deps', str(ROOT)], check=True)
 
 
@@ -54,7 +57,7 @@ def prune(staging):
 
 def check(staging):
     """Fail the build, not the first start, when something is missing."""
-    for part in ('mailq/store/scripts/take.lua', 'mailq/_templates/mail'):
+    for part in ('mailq/store/scripts/fetch.lua', 'mailq/_templates/mail'):
         if not (staging / part).exists():
             raise SystemExit(f'build_pyz: {part} is missing from the build')
 
