@@ -9,6 +9,7 @@ import json
 import time
 
 from mailq.compose import compose, new_mail_id
+from mailq.store import body
 
 WORDS = ('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor '
          'incididunt ut labore et dolore magna aliqua ').split()
@@ -75,5 +76,74 @@ def fill_finished(rt, count, status, chunk=2000, now=None):
             else:
                 pipe.zadd(keys.dead, {mail.id: now - n})
             pipe.hset(keys.record(mail.id), mapping=fields)
+            pipe.set(keys.body(mail.id), body.pack(mail.raw))
             pipe.rpush(keys.log(mail.id), json.dumps(attempt))
         pipe.execute()
+
+
+# -- a realistic transactional HTML mail (about 20 KB), with its text part ---------
+
+PRODUCTS = ('Merino wool socks', 'Canvas tote bag', 'Ceramic pour-over set', 'Linen napkins',
+            'Walnut cutting board', 'Espresso beans, 1 kg', 'Cast iron skillet',
+            'Beeswax candles', 'Stoneware mug', 'Cotton apron', 'Olive oil, 500 ml',
+            'Bamboo utensils')
+CELL = 'padding:8px 12px;border-bottom:1px solid #e5e7eb;font-family:Helvetica,Arial,sans-serif'
+
+
+def receipt_html(n=0, lines=28):
+    """An order receipt as shops send it: inline styles, a table of items, a footer."""
+    rows = []
+    for i in range(lines):
+        name = PRODUCTS[(n + i) % len(PRODUCTS)]
+        qty, price = 1 + (n * 7 + i * 3) % 4, 3.5 + ((n * 13 + i * 29) % 9000) / 100
+        rows.append(
+            f'<tr><td style="{CELL};font-size:14px;color:#111827">{name}<br>'
+            f'<span style="font-size:12px;color:#6b7280">SKU {10000 + (n * 31 + i * 97) % 89999}'
+            f' &middot; ships in {1 + i % 5} days</span></td>'
+            f'<td style="{CELL};font-size:14px;color:#111827;text-align:center">{qty}</td>'
+            f'<td style="{CELL};font-size:14px;color:#111827;text-align:right">'
+            f'&euro;{qty * price:,.2f}</td></tr>')
+    style = 'font-family:Helvetica,Arial,sans-serif;font-size:14px;line-height:20px;color:#374151'
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<title>Your order {100000 + n}</title></head>'
+        '<body style="margin:0;padding:0;background:#f3f4f6">'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+        'style="background:#f3f4f6"><tr><td align="center" style="padding:24px">'
+        '<table role="presentation" width="600" cellpadding="0" cellspacing="0" '
+        'style="background:#ffffff;border-radius:8px">'
+        f'<tr><td style="padding:24px;{style}"><h1 style="margin:0 0 12px;font-size:22px;'
+        f'color:#111827">Thank you for your order, customer {n}!</h1>'
+        f'<p style="margin:0 0 16px;{style}">We have received order <b>#{100000 + n}</b> '
+        'placed on 2 December 2026 and will let you know as soon as it ships. You can '
+        f'follow it at any time from <a href="https://shop.example.com/orders/{100000 + n}'
+        f'?utm_source=mail&amp;utm_medium=receipt" style="color:#2563eb">your account</a>.</p>'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0">'
+        + ''.join(rows) +
+        f'</table><p style="margin:16px 0 0;{style}">Questions? Reply to this mail or write '
+        'to <a href="mailto:help@shop.example.com" style="color:#2563eb">'
+        'help@shop.example.com</a>.</p></td></tr>'
+        f'<tr><td style="padding:16px 24px;{style};font-size:12px;color:#9ca3af">'
+        'Example Shop GmbH &middot; Hauptstrasse 1 &middot; 10115 Berlin &middot; '
+        '<a href="https://shop.example.com/unsubscribe" style="color:#9ca3af">Preferences</a>'
+        '</td></tr></table></td></tr></table></body></html>')
+
+
+def receipt_text(n=0, lines=28):
+    items = '\n'.join(f'  {PRODUCTS[(n + i) % len(PRODUCTS)]:<28} x{1 + (n * 7 + i * 3) % 4}'
+                      for i in range(lines))
+    return (f'Thank you for your order, customer {n}!\n\nOrder #{100000 + n}:\n{items}\n\n'
+            f'Follow it at https://shop.example.com/orders/{100000 + n}\n\n'
+            'Example Shop GmbH, Hauptstrasse 1, 10115 Berlin\n')
+
+
+def html_request(n=0, **extra):
+    """The API/send() fields of the realistic HTML mail number n (about 20 KB raw)."""
+    return {'to': f'user{n}@example.com', 'from': 'Example Shop <shop@example.com>',
+            'subject': f'Your order {100000 + n}', 'text': receipt_text(n),
+            'html': receipt_html(n), **extra}
+
+
+def html_mail(rt, n=0):
+    return compose(html_request(n), config=rt.config, templates=rt.templates)

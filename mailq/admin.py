@@ -21,6 +21,7 @@ from .errors import Conflict, NotFound, ValidationError
 from .redisconn import persistence_warning
 from .service import iso, redis_errors
 from .store.containers import CHUNK
+from .store.record import body_gone
 from .store.states import ACTION_LABELS, DELETE, KILL, LISTS, actions_for
 
 PAGE_SIZE = 25
@@ -160,6 +161,8 @@ def mail_detail(rt, mail_id):
         raise NotFound(f'no mail {mail_id!r}')
     raw = record.raw
     view = record.view()
+    if not record.body_kept:
+        view['body_note'] = body_gone(rt.config.worker)
     view['envelope'] = record.envelope
     view['actions'] = list(mail_actions(view['status']))
     view['size'] = len(raw)

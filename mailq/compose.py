@@ -79,7 +79,7 @@ class Mail:
             'message_id': self.message_id, 'from': self.sender,
             'rcpts': json.dumps(self.recipients), 'to': ', '.join(self.to),
             'subject': self.subject, 'template': self.template or '',
-            'attachments': self.attachments, 'raw': self.raw,
+            'attachments': self.attachments,
         }
         # New fields are written only when set: records stay as small as before.
         if self.metadata:

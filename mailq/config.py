@@ -215,6 +215,7 @@ class WorkerConfig:
     dead_max: int = 10000
     dead_max_days: int = 180
     keep_sent_days: int = 7
+    keep_sent_bodies: float = 24.0
 
     _parse = {
         'concurrency': _int(1, 1000), 'queues': _queue_list, 'default_queue': _str,
@@ -223,12 +224,19 @@ class WorkerConfig:
         'retry_jitter': _float(0), 'shutdown_timeout': _float(0),
         'heartbeat_interval': _float(0.1), 'heartbeat_timeout': _float(1),
         'scheduler_interval': _float(0.05), 'dead_max': _int(1), 'dead_max_days': _int(1),
-        'keep_sent_days': _int(0),
+        'keep_sent_days': _int(0), 'keep_sent_bodies': _float(0),
     }
 
     @property
     def queue_names(self):
         return [name for name, _ in self.queues]
+
+    @property
+    def sent_body_ms(self):
+        """How long a sent mail keeps its body, in ms: keep_sent_bodies, never past the
+        record's keep_sent_days; 0 keeps it as long as the record."""
+        body, record = self.keep_sent_bodies * 3600_000, self.keep_sent_days * 86400_000
+        return int(min(body or record, record or body))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """Huey messages as JSON instead of pickles.
 
 A mail's Huey task carries only its id, so JSON is enough, and a queue entry
-stays readable by anyone with redis-cli (and by our Lua scripts, via cjson).
+stays readable by anyone with redis-cli. The deliver tasks mailq writes are shorter
+still (store/taskformat.py); both forms load.
 """
 import datetime
 
 import json
 from huey.registry import Message
 from huey.serializer import Serializer
+
+from .store.taskformat import message_fields, parse_short
 
 _FIELDS = Message._fields
 
@@ -28,6 +31,9 @@ class JSONSerializer(Serializer):
         return json.dumps(data, separators=(',', ':')).encode()
 
     def _deserialize(self, data):
+        short = parse_short(data)
+        if short:
+            return self._message(message_fields(*short))
         return self._message(json.loads(data))
 
     def _message(self, data):

@@ -18,7 +18,7 @@ from .compose_raw import compose_message
 from .errors import Conflict, NotFound, Unavailable, ValidationError
 from .redisconn import is_outage, outage_text, persistence_warning
 from .store.mails import reused_key
-from .store.record import iso
+from .store.record import body_gone, iso
 from .store.states import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT, SUPPRESSED
 
 log = logging.getLogger('mailq.service')
@@ -143,7 +143,10 @@ def get_mail(rt, mail_id):
         record = rt.store.get(mail_id)
     if record is None:
         raise NotFound(f'no mail {mail_id!r}')
-    return record.view()
+    view = record.view()
+    if not record.body_kept:
+        view['body_note'] = body_gone(rt.config.worker)
+    return view
 
 
 def cancel(rt, mail_id):

@@ -10,13 +10,17 @@ import re
 
 from . import record as records
 from .states import LISTS, QUEUE_LIST
+from .taskformat import parse_short
 
 CHUNK = 1000
 _TASK_ID = re.compile(rb'"args":\["([^"\\]*)"')
 
 
 def task_mail_id(task):
-    """The mail id a Huey task carries, or None for a malformed task."""
+    """The mail id a Huey task carries (either form), or None for a malformed task."""
+    short = parse_short(task)
+    if short:
+        return short[1]
     found = _TASK_ID.search(task) if isinstance(task, bytes) else None
     if found:
         return found.group(1).decode()
@@ -27,6 +31,9 @@ def task_mail_id(task):
 
 
 def task_queue(task):
+    short = parse_short(task)
+    if short:
+        return short[2]
     try:
         return json.loads(task).get('kwargs', {}).get('queue')
     except (ValueError, AttributeError):
@@ -99,7 +106,8 @@ class Container:
             keys = [self.key]
             for member in chunk:
                 mail_id = self.mail_id(member) or '-'
-                keys += [self.keys.record(mail_id), self.keys.log(mail_id)]
+                keys += [self.keys.record(mail_id), self.keys.log(mail_id),
+                         self.keys.body(mail_id)]
             removed += self.scripts.admin_clear(
                 keys=keys, args=[self.kind.state, self.kind.members, *chunk])
         return removed
@@ -177,7 +185,8 @@ class Bounded(SortedSet):
             return 0
         keys = [self.key]
         for mail_id in ids:
-            keys += [self.keys.record(mail_id.decode()), self.keys.log(mail_id.decode())]
+            mail_id = mail_id.decode()
+            keys += [self.keys.record(mail_id), self.keys.log(mail_id), self.keys.body(mail_id)]
         return self.scripts.trim(keys=keys, args=ids)
 
 

@@ -2,6 +2,10 @@
 
     <p>:m:<id>              hash    a mail's record (JSON-safe fields, never a pickle)
     <p>:m:<id>:log          list    one JSON entry per delivery attempt
+    <p>:m:<id>:body         string  the message as sent, zlib-compressed when that saves
+                                    room (body.py); a sent mail's expires after
+                                    keep_sent_bodies. Records written before this layout hold
+                                    it in the record's `raw` field instead
     <p>:q:<queue>           list    the queue's Huey tasks (workers pop RIGHT)
     <p>:wake:<queue>        list    wake tokens for idle workers (BLPOP), kept short
     <p>:schedule            zset    tasks of scheduled mails, by send time
@@ -61,6 +65,9 @@ class Keys:
 
     def log(self, mail_id):
         return f'{self.prefix}m:{mail_id}:log'
+
+    def body(self, mail_id):
+        return f'{self.prefix}m:{mail_id}:body'
 
     def queue(self, name):
         return f'{self.prefix}q:{name}'

@@ -1,7 +1,9 @@
 """The mail records in Redis, and every state change of a mail.
 
-A mail is a hash `<prefix>:m:<id>` of JSON-safe fields (never a pickle) plus a
-list `<prefix>:m:<id>:log` with one JSON entry per delivery attempt. Its Huey
+A mail is a hash `<prefix>:m:<id>` of JSON-safe fields (never a pickle), a list
+`<prefix>:m:<id>:log` with one JSON entry per delivery attempt and its message in
+`<prefix>:m:<id>:body` (body.py). The record holds only short fields, so Redis keeps
+it as a compact listpack. Its Huey
 task (which carries only the mail id) sits in exactly one place at a time: a
 queue list, the schedule or retry set, or a worker's in-flight list. Each state
 change is one Lua script, so a crash between two steps cannot lose a mail.
@@ -15,6 +17,7 @@ import redis
 
 from ..errors import Conflict
 
+from . import body
 from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
                          task_queue)
 from .cron import CronState
@@ -126,13 +129,14 @@ class Store:
             fields['request_hash'] = request_hash
         events = self.events
         args = [mail.id, self.limits.idempotency_ttl, mode, score, task, time.time(),
-                self.worker_config.keep_sent_days * 86400, len(events.streams),
-                *events.subscriptions]
+                self.worker_config.keep_sent_days * 86400, body.pack(mail.raw),
+                len(events.streams), *events.subscriptions]
         for name, value in fields.items():
             args += [name, value]
         reply = self.scripts.accept(
             keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
-                  keys.events, *events.streams], args=args, client=pipe or self.redis)
+                  keys.events, keys.body(mail.id), *events.streams], args=args,
+            client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
     def accept_all(self, items):
@@ -211,13 +215,13 @@ class Store:
         limits = self.throttle
         claim = self.scripts.claim(
             keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
-                  keys.suppressed, *limits.claim_keys],
+                  keys.suppressed, *limits.claim_keys, keys.body(mail_id)],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
                   len(FINAL_STATES), *FINAL_STATES, *limits.claim_args])
         if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
             return None
         sender, rcpts, raw, attempts, suppressed, *relay = claim
-        return queue, task, (sender.decode(), json.loads(rcpts), raw, int(attempts),
+        return queue, task, (sender.decode(), json.loads(rcpts), body.unpack(raw), int(attempts),
                              json.loads(suppressed) if suppressed else [],
                              relay[0].decode() if relay else '')
 
@@ -263,7 +267,7 @@ class Store:
                   keys.stat('processed', day), keys.stat('failed', day), target,
                   keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
                   keys.suppressed_order, keys.events, keys.stat('outcomes', day),
-                  *events.streams, *slot_keys, keys.paused,
+                  keys.body(mail_id), *events.streams, *slot_keys, keys.paused,
                   *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
@@ -272,7 +276,8 @@ class Store:
                   json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
                   else '', '1' if refused_for_good else '',
                   json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
-                  len(events.streams), *events.subscriptions, *slot_args, *then_fetch])
+                  0 if outbox else cfg.sent_body_ms, len(events.streams),
+                  *events.subscriptions, *slot_args, *then_fetch])
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
@@ -336,8 +341,9 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.record(mail_id))
         pipe.lrange(self.keys.log(mail_id), 0, -1)
-        record, log = pipe.execute()
-        return MailRecord.from_redis(record, log, with_raw)
+        (pipe.get if with_raw else pipe.exists)(self.keys.body(mail_id))
+        record, log, stored = pipe.execute()
+        return MailRecord.from_redis(record, log, stored, with_raw)
 
     def note_release(self, mail_id, copy_id, recipients, at):
         """Note on a caught mail that a copy of it was released (one field per release)."""
@@ -349,8 +355,12 @@ class Store:
         return value.decode() if value is not None else None
 
     def raw(self, mail_id):
-        """The message as it is sent, or None."""
-        return self.redis.hget(self.keys.record(mail_id), 'raw')
+        """The message as it is sent, or None (no such mail, or its body has expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.body(mail_id))
+        pipe.hget(self.keys.record(mail_id), 'raw')     # a record of the older layout
+        stored, inline = pipe.execute()
+        return body.unpack(stored) if stored is not None else inline
 
     def counts(self):
         """Totals for the summary bar and /api/stats, in two round trips."""
@@ -398,7 +408,8 @@ class Store:
             events = self.events
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                      keys.schedule, keys.retry, keys.dead, keys.outbox, *events.streams],
+                      keys.schedule, keys.retry, keys.dead, keys.outbox, keys.body(mail_id),
+                      *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
                       mail_id, queue, len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
@@ -417,7 +428,8 @@ class Store:
         script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox]
         args = [status]
         for mail_id, queue in zip(ids, self._queues_of(ids)):
-            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue)]
+            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.body(mail_id),
+                            keys.queue(queue)]
             args += [mail_id, queue]
         return [i.decode() for i in self.scripts.admin_delete(keys=script_keys, args=args)]
 

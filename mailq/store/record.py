@@ -10,6 +10,7 @@ import email.header
 import json
 from dataclasses import dataclass
 
+from .body import unpack
 from .states import RETRYING
 
 # The fields a list row needs (one HMGET per row).
@@ -46,20 +47,30 @@ def decode_fields(names, values):
     return {name: decode(value) for name, value in zip(names, values) if value is not None}
 
 
+def body_gone(worker_config):
+    """What the API and the mail page say of a sent mail whose body has expired."""
+    return f'body no longer kept (keep_sent_bodies = {worker_config.keep_sent_bodies:g} h)'
+
+
 @dataclass(frozen=True)
 class MailRecord:
     fields: dict          # str -> str, without 'raw'
     attempts: list        # attempt log entries, oldest first
     raw: bytes            # the message as sent ('' unless asked for)
+    body_kept: bool = True
 
     @classmethod
-    def from_redis(cls, record, log, with_raw=False):
-        """From HGETALL and LRANGE replies; None when the record does not exist."""
+    def from_redis(cls, record, log, body, with_raw=False):
+        """From HGETALL, LRANGE and the body key's value (GET with_raw, else EXISTS);
+        None when the record does not exist. A record written before the body had its
+        own key holds it as `raw`."""
         if not record:
             return None
-        raw = record.pop(b'raw', b'')
+        inline = record.pop(b'raw', None)
         fields = {decode(k): decode(v) for k, v in record.items()}
-        return cls(fields, [json.loads(entry) for entry in log], raw if with_raw else b'')
+        kept = bool(body) or inline is not None
+        raw = (unpack(body) if body else inline or b'') if with_raw else b''
+        return cls(fields, [json.loads(entry) for entry in log], raw, kept)
 
     @property
     def status(self):
@@ -83,6 +94,8 @@ class MailRecord:
             'template': f.get('template') or None,
             'history': [attempt_view(a) for a in self.attempts],
         }
+        if not self.body_kept:
+            view['body_kept'] = False
         # Fields of this release, shown when the record has them (a record written by
         # an older release reads exactly as it did there).
         for name in ('metadata', 'suppressed', 'staging'):

@@ -6,10 +6,11 @@
 -- `suppressed` with no task. Either way the mail.suppressed event is written here.
 -- Returns {1 | 0, id, suppressed addresses as JSON or '', 1 when all are}.
 -- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list,
---       suppression hash, events channel (pub/sub, for the live pages), then the event
---       stream of each webhook endpoint
+--       suppression hash, events channel (pub/sub, for the live pages), body, then the
+--       event stream of each webhook endpoint
 -- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, now, seconds to
---       keep a suppressed mail, n endpoints, their subscriptions (n), field/value pairs...
+--       keep a suppressed mail, the body (body.py), n endpoints, their subscriptions (n),
+--       field/value pairs...
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
@@ -17,8 +18,8 @@ if KEYS[2] ~= '' then
   end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 end
-local n = tonumber(ARGV[8])
-local first = 9 + n
+local n = tonumber(ARGV[9])
+local first = 10 + n
 local suppressed, all = {}, false
 if redis.call('EXISTS', KEYS[5]) == 1 then
   for i = first, #ARGV, 2 do
@@ -37,6 +38,7 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, first))
+redis.call('SET', KEYS[7], ARGV[8])
 local status = all and 'suppressed' or (ARGV[3] == 'queue' and 'queued' or 'scheduled')
 redis.call('PUBLISH', KEYS[6], cjson.encode({type = 'mail', id = ARGV[1], status = status,
                                              new = true}))
@@ -53,11 +55,14 @@ redis.call('HSET', KEYS[1], 'suppressed', listed)
 if all then
   redis.call('HSET', KEYS[1], 'status', 'suppressed', 'finished_at', ARGV[6],
              'last_error', 'every recipient is on the suppression list')
-  if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+  if tonumber(ARGV[7]) > 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[7])
+    redis.call('EXPIRE', KEYS[7], ARGV[7])
+  end
 elseif ARGV[3] == 'queue' then
   push_task(KEYS[3], KEYS[4], ARGV[5], false)
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
-emit('mail.suppressed', KEYS[1], ARGV[6], {'recipients_suppressed', listed}, 6, 8, n)
+emit('mail.suppressed', KEYS[1], ARGV[6], {'recipients_suppressed', listed}, 7, 9, n)
 return {1, ARGV[1], listed, all and 1 or 0}

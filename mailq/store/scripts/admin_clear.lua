@@ -3,13 +3,14 @@
 -- moved on (stale tasks) are just dropped, as the claim script would drop them.
 -- Returns the number of members removed.
 -- KEYS: queue list or schedule / retry / dead / outbox zset,
---       then record and attempt log of each member's mail
+--       then record, attempt log and body of each member's mail
 -- ARGV: status the erased mails must have, 'tasks' or 'ids', then the members
 local is_list = redis.call('TYPE', KEYS[1]).ok == 'list'
 local removed = 0
 for i = 3, #ARGV do
   local member = ARGV[i]
-  local record, log = KEYS[2 * (i - 2)], KEYS[2 * (i - 2) + 1]
+  local k = 3 * (i - 3) + 2
+  local record, log, body = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local gone
   if is_list then
     gone = redis.call('LREM', KEYS[1], 1, member)
@@ -20,7 +21,7 @@ for i = 3, #ARGV do
     removed = removed + 1
     local f = redis.call('HMGET', record, 'status', 'task')
     if f[1] == ARGV[1] and (ARGV[2] == 'ids' or f[2] == member) then
-      redis.call('DEL', record, log)
+      redis.call('DEL', record, log, body)
     end
   end
 end

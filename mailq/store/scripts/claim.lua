@@ -10,7 +10,7 @@
 -- task goes to the held set with the time its token comes, and {'held', ready time,
 -- limiter} is returned. Held mails of one limiter are spaced at its pace.
 -- KEYS: record, in-flight list, busy hash, suppression hash, held zset, then the hash,
---       slots zset and sent zset of each limiter
+--       slots zset and sent zset of each limiter, then the body (last)
 -- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
 --       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
 --       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
@@ -114,5 +114,6 @@ redis.call('HSET', KEYS[1], 'status', 'sending', 'worker', ARGV[4], 'started_at'
 redis.call('HSET', KEYS[3], ARGV[5], cjson.encode({id = ARGV[2], queue = ARGV[3], to = f[7],
            subject = f[6], since = now}))
 local suppressed = suppressed_among(KEYS[4], f[4], ARGV[6])
-return {f[3], f[4], f[5], attempts, #suppressed > 0 and cjson.encode(suppressed) or '',
+-- A record written before the body had its own key holds it as `raw`.
+return {f[3], f[4], redis.call('GET', KEYS[#KEYS]) or f[5], attempts, #suppressed > 0 and cjson.encode(suppressed) or '',
         f[8] or ''}

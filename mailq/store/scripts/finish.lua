@@ -6,7 +6,7 @@
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
 --       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
 --       suppression order zset, the events channel (pub/sub), today's outcomes hash,
---       then the event stream of each webhook endpoint, the
+--       the body, then the event stream of each webhook endpoint, the
 --       limiters' slots zsets (the relay's session slots first, with max connections;
 --       then those with a concurrency, whose slot the mail leaves), the paused set and
 --       the queue lists to fetch the thread's next task from (none: no fetch)
@@ -17,7 +17,8 @@
 --       all the envelope had), event type, recipients' outcomes (JSON, for the event),
 --       code, reply, addresses to suppress (JSON object address -> JSON info, or ''),
 --       '1' when a recipient refused the mail for good, recipients found suppressed at
---       delivery (JSON list or ''), staging note (JSON or ''), n endpoints, their
+--       delivery (JSON list or ''), staging note (JSON or ''), ms a sent mail keeps its
+--       body (keep_sent_bodies; 0: as long as the record), n endpoints, their
 --       subscriptions (n), then the
 --       number of slots zsets, max connections (0: none), the thread's slot holder
 --       name, the lease seconds, then the names of the queues to fetch from
@@ -26,7 +27,7 @@
 -- score (ARGV[7]).
 -- Returns {1 recorded or 0 not (the task is no longer the mail's), next queue, next task}:
 -- fetching the thread's next task here saves it a round trip (fetch_task, lib.lua).
-local n = tonumber(ARGV[23])
+local n = tonumber(ARGV[24])
 
 local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
@@ -94,6 +95,10 @@ local function record()
     if tonumber(ARGV[9]) > 0 then
       redis.call('EXPIRE', KEYS[1], ARGV[9])
       redis.call('EXPIRE', KEYS[2], ARGV[9])
+      redis.call('EXPIRE', KEYS[16], ARGV[9])
+    end
+    if outcome == 'sent' and tonumber(ARGV[23]) > 0 then
+      redis.call('PEXPIRE', KEYS[16], ARGV[23])
     end
   elseif outcome == 'retrying' then
     redis.call('HSET', KEYS[1], 'task', ARGV[8], 'next_at', ARGV[7])
@@ -111,7 +116,7 @@ local function record()
       etype = 'mail.partly_sent'
     end
     emit(etype, KEYS[1], ARGV[4], {'recipients', ARGV[16], 'code', ARGV[17], 'reply', ARGV[18]},
-         15, 23, n)
+         16, 24, n)
   end
   -- For the live pages; with nobody subscribed a PUBLISH costs next to nothing.
   redis.call('PUBLISH', KEYS[14], cjson.encode({type = 'mail', id = ARGV[10], status = outcome,
@@ -120,14 +125,14 @@ local function record()
 end
 
 local recorded = record()
-local nslots, max_conn = tonumber(ARGV[24 + n]), tonumber(ARGV[25 + n])
+local nslots, max_conn = tonumber(ARGV[25 + n]), tonumber(ARGV[26 + n])
 for i = (max_conn > 0 and 2 or 1), nslots do
-  redis.call('ZREM', KEYS[15 + n + i], ARGV[10])
+  redis.call('ZREM', KEYS[16 + n + i], ARGV[10])
 end
 local next_task = false
-if session_slot(KEYS[16 + n], ARGV[26 + n], max_conn, tonumber(ARGV[4]),
-                tonumber(ARGV[27 + n])) then
-  next_task = fetch_task(KEYS[3], KEYS[16 + n + nslots], 17 + n + nslots, 28 + n)
+if session_slot(KEYS[17 + n], ARGV[27 + n], max_conn, tonumber(ARGV[4]),
+                tonumber(ARGV[28 + n])) then
+  next_task = fetch_task(KEYS[3], KEYS[17 + n + nslots], 18 + n + nslots, 29 + n)
 end
 if next_task then
   return {recorded, next_task[1], next_task[2]}
