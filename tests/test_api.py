@@ -6,6 +6,7 @@ import pytest
 
 from support.mailq_app import WebApp
 from support.procs import REPO_ROOT, free_port
+from support.records import stored_message
 
 MAIL = {'to': 'ann@example.com', 'subject': 'Hello', 'text': 'Hi Ann'}
 
@@ -19,7 +20,7 @@ def test_post_mail_is_queued_with_its_record(web, redis_client):
     assert status == 200
     assert mail['status'] == 'queued' and mail['attempts'] == 0 and mail['history'] == []
     assert mail['message_id'].startswith('<') and mail['message_id'].endswith('@example.com>')
-    raw = redis_client.hget(f'mailq:m:{body["id"]}', 'raw')
+    raw = stored_message(redis_client, body['id'])
     assert b'multipart/alternative' in raw and mail['message_id'].encode() in raw
     assert b'Date: ' in raw and b'From: mailq@example.com' in raw
 
@@ -29,7 +30,7 @@ def test_template_mail_is_rendered_at_enqueue(web, redis_client):
                                               'template': 'welcome',
                                               'context': {'name': '<Ann>'}, 'queue': 'default'})
     assert status == 202 and body['queue'] == 'default'
-    raw = redis_client.hget(f'mailq:m:{body["id"]}', 'raw').decode()
+    raw = stored_message(redis_client, body['id']).decode()
     assert 'Subject: Welcome to our service, <Ann>!' in raw     # subject: not escaped
     assert 'Hello &lt;Ann&gt;' in raw                            # html: escaped
     assert 'Hello <Ann>,' in raw                                 # text: not escaped
@@ -140,7 +141,7 @@ def test_attachments_are_encoded(web, redis_client):
     status, _, body = web.post('/api/mails', {**MAIL, 'attachments': [
         {'filename': 'invoice.pdf', 'content_type': 'application/pdf', 'content': content}]})
     assert status == 202
-    raw = redis_client.hget(f'mailq:m:{body["id"]}', 'raw').decode()
+    raw = stored_message(redis_client, body['id']).decode()
     assert 'Content-Type: application/pdf' in raw and 'filename="invoice.pdf"' in raw
     assert content in raw
 

@@ -2,12 +2,12 @@
 a real worker process, Redis and the aiosmtpd server. Screenshots of every
 page go to tests/artifacts/ for people to look at.
 """
-import json
 import time
 
 import pytest
 
 from mailq import service
+from mailq.store.containers import task_mail_id
 from support.browser import chromium, new_page, screenshot
 from support.ini import REPORT_JOB, smtp_section
 from support.mailq_app import start_worker, stop_process
@@ -196,7 +196,7 @@ def test_a_post_without_a_token_is_refused(page, app):
         .then(r => r.json().then(body => [r.status, body.error]))''')
     assert api[0] == 403 and 'CSRF' in api[1]
     assert status_of(rt, mail_id) == 'scheduled'
-    assert json.loads(rt.redis.zrange(rt.keys.schedule, 0, -1)[0])['args'] == [mail_id]
+    assert task_mail_id(rt.redis.zrange(rt.keys.schedule, 0, -1)[0]) == mail_id
 
 
 # -- round two: live pages, the mail catcher, charts, every page in four looks

@@ -8,6 +8,7 @@ from mailq.bulk import enqueue_csv, row_key
 from mailq.config import load
 from mailq.runtime import Runtime
 from support.mailq_app import run_cli
+from support.records import record_ids
 
 
 def write_csv(path, rows, header=('email', 'name', 'product')):
@@ -19,7 +20,7 @@ def write_csv(path, rows, header=('email', 'name', 'product')):
 
 
 def mail_count(redis_client):
-    return sum(1 for key in redis_client.scan_iter('mailq:m:*') if not key.endswith(b':log'))
+    return len(record_ids(redis_client))
 
 
 def test_rows_become_mails_with_a_summary_and_rerun_adds_nothing(mailq_ini, tmp_path,
@@ -54,7 +55,7 @@ def test_all_good_rows_exit_zero_with_queue_and_context(mailq_ini, tmp_path, red
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == 'accepted 1, already enqueued 0, rejected 0'
     assert redis_client.llen('mailq:q:default') == 1
-    [key] = [k for k in redis_client.scan_iter('mailq:m:*') if not k.endswith(b':log')]
+    [key] = [f'mailq:m:{i}' for i in record_ids(redis_client)]
     assert redis_client.hget(key, 'subject') == b'Welcome to Base, Ann!'
 
 

@@ -1,6 +1,5 @@
 """The cron ticker on a real Redis, driven by an injected clock: exactly once per fire
 time, catch-up and skip, pause across restarts, failing callables, DST, crash recovery."""
-import json
 import os
 import subprocess
 import threading
@@ -15,6 +14,7 @@ from mailq.cron import definitions, jobs
 from mailq.cron.run import enqueue
 from mailq.cron.ticker import LEASE, CronTicker, run_key
 from mailq.runtime import Runtime
+from mailq.store.containers import task_mail_id
 from support.procs import PYTHON
 from support.redis_server import RedisServer
 
@@ -26,7 +26,7 @@ def runtime(ini):
 def queued(rt, queue='mailers'):
     """Subjects of the mails waiting in `queue`, oldest first."""
     tasks = rt.redis.lrange(rt.keys.queue(queue), 0, -1)[::-1]
-    return [rt.store.get(json.loads(task)['args'][0]).fields['subject'] for task in tasks]
+    return [rt.store.get(task_mail_id(task)).fields['subject'] for task in tasks]
 
 
 def history(rt, name):

@@ -16,6 +16,7 @@ import pytest
 
 from mailq import service
 from mailq.heartbeat import Heartbeat, worker_info
+from mailq.store.containers import task_mail_id
 from mailq.processor import Processor
 from mailq.transport import create_transport
 from support.ini import REPORT_JOB, smtp_section
@@ -111,7 +112,7 @@ def deliver_next(rt, queue='mailers', outbox=False):
                           'testhost:1:feed01')
     fetched_queue, task, claim = rt.store.take(processor.worker_id, [queue],
                                                processor.busy_field())
-    mail_id = json.loads(task)['args'][0]
+    mail_id = task_mail_id(task)
     processor.process(mail_id, fetched_queue, task, claim)
     transport.close()
     return mail_id
@@ -459,8 +460,8 @@ def test_queue_delete_clear_pause_resume(browser, rt):
 
 def test_queue_latency_is_the_age_of_the_oldest_mail(browser, rt):
     send(rt)
-    rt.redis.hset(rt.keys.record(json.loads(rt.redis.lindex(rt.keys.queue('mailers'), -1))
-                                 ['args'][0]), 'created_at', time.time() - 120)
+    rt.redis.hset(rt.keys.record(task_mail_id(rt.redis.lindex(rt.keys.queue('mailers'), -1))),
+                  'created_at', time.time() - 120)
     send(rt)
     queues = {q['name']: q for q in browser.api('GET', '/api/queues')[2]['queues']}
     assert queues['mailers']['size'] == 2 and 119 <= queues['mailers']['latency'] < 600

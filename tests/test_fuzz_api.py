@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from support.ini import write_ini
 from support.procs import REPO_ROOT
+from support.records import stored_message
 from support.web_proc import WebProcess
 
 LIMITS = {'max_body_bytes': '65536', 'max_attachment_bytes': '2048', 'max_recipients': '10',
@@ -46,7 +47,7 @@ def check_answer(web, status, headers, data):
 
 
 def assert_no_injected_header(web, mail_id, sent):
-    raw = web.redis.hget(f'fuzz:m:{mail_id}', 'raw')
+    raw = stored_message(web.redis, mail_id, 'fuzz')
     msg = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
     allowed = BUILT_HEADERS | {name.lower() for name in (sent.get('headers') or {})}
     names = set()

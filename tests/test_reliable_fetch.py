@@ -6,6 +6,7 @@ import pytest
 from mailq.config import load
 from mailq.heartbeat import Heartbeat, pid_namespace, reap, release_orphans
 from mailq.runtime import Runtime
+from mailq.store.containers import task_mail_id
 from mailq import service
 
 
@@ -31,9 +32,10 @@ def lose_reply(rt, worker_id, busy='t1'):
 def test_take_moves_the_task_into_the_in_flight_list_and_claims_it(rt, redis_client):
     mail_id = send(rt)
     queue, task, claim = take(rt, 'w1')
-    assert queue == 'mailers' and json.loads(task)['args'] == [mail_id]
+    assert queue == 'mailers' and task_mail_id(task) == mail_id
     assert claim == ('mailq@example.com', ['ann@example.com'],
-                     redis_client.hget(f'mailq:m:{mail_id}', 'raw'), 1, [], '')  # no relay
+                     rt.store.raw(mail_id), 1, [], '')  # no relay
+    assert b'Subject: s\r\n' in claim[2]   # the message, not its stored form
     assert redis_client.llen('mailq:q:mailers') == 0
     assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [task]
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sending'
@@ -60,7 +62,7 @@ def test_paused_queue_is_skipped(rt, redis_client):
     other = send(rt, queue='default')
     redis_client.sadd('mailq:paused', 'mailers')
     queue, task, _ = take(rt, 'w1')
-    assert queue == 'default' and json.loads(task)['args'] == [other]
+    assert queue == 'default' and task_mail_id(task) == other
 
 
 def test_orphaned_in_flight_task_goes_back_after_two_sweeps(rt, redis_client):
@@ -179,7 +181,7 @@ def test_stale_task_of_a_cancelled_mail_is_dropped(rt, redis_client):
     redis_client.lpush('mailq:q:mailers', redis_client.hget(f'mailq:m:{cancelled}', 'task'))
     live = send(rt)
     queue, task, _ = take(rt, 'w1')          # the stale task is dropped on the way
-    assert json.loads(task)['args'] == [live]
+    assert task_mail_id(task) == live
     assert redis_client.lrange('mailq:inflight:w1', 0, -1) == [task]
     assert redis_client.hget(f'mailq:m:{cancelled}', 'status') == b'cancelled'
 

@@ -15,6 +15,7 @@ from mailq import service
 from mailq.config import load
 from mailq.runtime import Runtime
 from support.procs import PYTHON, REPO_ROOT, free_port
+from support.records import record_ids
 from support.redis_server import RedisServer
 from support.submission import RawClient, SubmissionProcess
 
@@ -24,8 +25,7 @@ MESSAGE = (b'From: App <app@example.com>\r\nTo: Ann <ann@example.com>\r\n'
 
 def stored(client):
     """Ids of the mail records in Redis."""
-    return sorted(k.decode().split(':')[2] for k in client.scan_iter('mailq:m:*')
-                  if not k.endswith(b':log'))
+    return record_ids(client)
 
 
 def queued_id(reply):

@@ -12,6 +12,7 @@ import urllib.parse
 import pytest
 
 from support.ini import write_ini
+from support.records import record_ids
 from support.web_proc import WebProcess
 
 USER, PASSWORD = 'admin', 'hard-s3cret'
@@ -44,7 +45,7 @@ def post_json(web, path, data, **headers):
 
 
 def mails_in(redis_server, prefix):
-    return len(redis_server.client().keys(f'{prefix}:m:*'))
+    return len(record_ids(redis_server.client(), prefix))
 
 
 @pytest.fixture(scope='module')

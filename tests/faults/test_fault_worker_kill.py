@@ -3,6 +3,7 @@ import json
 import random
 import time
 
+from mailq.store.containers import task_mail_id
 from rig import FULL, PREFIX, record, wait_until
 
 MAILS, KILLS = (2000, 12) if FULL else (400, 4)
@@ -52,7 +53,7 @@ def test_in_flight_mails_of_a_dead_worker_move_to_the_live_one(make_rig, smtp):
     wait_until(lambda: rig.busy(doomed_id) >= 5, 30, 'the doomed worker to be busy')
     rig.kill9(doomed)
     killed_at = time.monotonic()
-    stranded = [json.loads(t)['args'][0]
+    stranded = [task_mail_id(t)
                 for t in rig.client.lrange(PREFIX + 'inflight:' + doomed_id, 0, -1)]
     assert stranded
 

@@ -4,6 +4,7 @@ import socket
 import time
 
 from .procs import PYTHON, REPO_ROOT, read_log, start_process, stop_process
+from .records import record_ids
 
 
 class SubmissionProcess:
@@ -74,5 +75,4 @@ class RawClient:
 
 def stored(client):
     """The ids of the mail records in a Redis, sorted."""
-    return sorted(k.decode().split(':')[2] for k in client.scan_iter('mailq:m:*')
-                  if not k.endswith(b':log'))
+    return record_ids(client)
