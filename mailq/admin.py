@@ -266,8 +266,10 @@ def _content(part):
 def raw_message(rt, mail_id):
     with redis_errors():
         raw = rt.store.raw(mail_id)
+        known = raw is not None or rt.store.status(mail_id) is not None
     if raw is None:
-        raise NotFound(f'no mail {mail_id!r}')
+        raise NotFound(f'mail {mail_id}: {body_gone(rt.config.worker)}' if known
+                       else f'no mail {mail_id!r}')
     return raw
 
 

@@ -505,6 +505,26 @@ def test_mail_detail_sandboxes_html_and_shows_attempts(browser, rt, smtp_server)
     assert "sandbox" in headers['Content-Security-Policy'] and 'Subject: Sandbox' in raw
 
 
+
+def test_a_sent_mail_whose_body_expired_says_so(browser, rt, smtp_server):
+    """After keep_sent_bodies the body key expires (Redis deletes it, as here): the page
+    and the API say the body is no longer kept, instead of showing an empty frame."""
+    mail_id = send(rt, html='<p>Your receipt</p>')
+    assert deliver_next(rt) == mail_id
+    page = browser.get(f'/mails/{mail_id}')[2]
+    assert '<iframe' in page and 'no longer kept' not in page
+    assert rt.redis.pttl(rt.keys.body(mail_id)) > 23 * 3600 * 1000     # 24 h by default
+    rt.redis.delete(rt.keys.body(mail_id))
+    status, _, page = browser.get(f'/mails/{mail_id}')
+    assert status == 200 and '<iframe' not in page
+    assert 'body no longer kept (keep_sent_bodies = 24 h)' in page
+    assert 'Try again later' not in page and 'ann@example.com' in page    # facts remain
+    status, _, view = browser.api('GET', f'/api/mails/{mail_id}')
+    assert status == 200 and view['status'] == 'sent'
+    assert view['body_note'] == 'body no longer kept (keep_sent_bodies = 24 h)'
+    status, _, text = browser.get(f'/mails/{mail_id}/raw')
+    assert status == 404 and 'no longer kept' in text
+
 def test_mail_actions_follow_its_state(browser, rt, smtp_server):
     dead = make_dead(rt, smtp_server)
     queued = send(rt)
