@@ -10,16 +10,16 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import delivery, enqueue, latency, memory, reads, submission
+from . import delivery, enqueue, latency, mails, memory, reads, submission
 from .env import BenchEnv
 from .report import table
 
 FULL = {'deliver': 20000, 'send': 5000, 'http': 10000, 'batches': 20, 'huey_calls': 20000,
         'steady_seconds': 20, 'punctual': 1000, 'spread': 30, 'per_state': 100000,
-        'memory': 20000}
+        'memory': 20000, 'memory_html': 5000}
 QUICK = {'deliver': 2000, 'send': 1000, 'http': 2000, 'batches': 3, 'huey_calls': 2000,
          'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
-         'memory': 2000}
+         'memory': 2000, 'memory_html': 1000}
 RESULTS = Path(__file__).with_name('results.json')
 
 
@@ -67,6 +67,10 @@ def run(sizes):
 
         step('memory: Redis bytes per queued mail')
         results['memory'] = memory.queued_overhead(env, rt, sizes['memory'])
+        step('memory: the 20 KB HTML receipt queued, sent, and after keep_sent_bodies')
+        results['memory_html'] = memory.queued_overhead(env, rt, sizes['memory_html'],
+                                                        mails.html_mail(rt))
+        results['memory_sent'] = memory.sent_html(env, rt, sizes['memory_html'])
 
         env.flush()
         worker = env.mailq('worker', '-w', '25')

@@ -10,6 +10,7 @@ import time
 
 from mailq.compose import compose, new_mail_id
 from mailq.store import body
+from mailq.store.containers import task_mail_id
 
 WORDS = ('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor '
          'incididunt ut labore et dolore magna aliqua ').split()
@@ -38,10 +39,11 @@ def sample_mail(rt, n=0):
     return compose(request(n), config=rt.config, templates=rt.templates)
 
 
-def fill_queued(rt, count, queues=None, chunk=2000, send_at=None):
-    """`count` mails through the real accept script, pipelined. Returns their ids."""
+def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None):
+    """`count` mails (copies of `template`, by default the 2 KB one) through the real
+    accept script, pipelined. Returns their ids."""
     queues = queues or rt.config.worker.queue_names[:1]
-    template = sample_mail(rt)
+    template = template or sample_mail(rt)
     ids = []
     for start in range(0, count, chunk):
         pipe = rt.redis.pipeline(transaction=False)
