@@ -10,7 +10,6 @@ import time
 
 from mailq.compose import compose, new_mail_id
 from mailq.store import body
-from mailq.store.containers import task_mail_id
 
 WORDS = ('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor '
          'incididunt ut labore et dolore magna aliqua ').split()

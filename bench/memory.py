@@ -3,6 +3,7 @@ receipt once sent, while its body is kept and after keep_sent_bodies."""
 import time
 
 from mailq.store import body
+from mailq.store.containers import task_mail_id
 
 from . import mails
 
@@ -50,7 +51,7 @@ def _send_all(rt, count):
     store = rt.store
     for _ in range(count):
         queue, task, claim = store.take('bench:1:mem', ['mailers'], 't1')
-        mail_id = mails.task_mail_id(task)
+        mail_id = task_mail_id(task)
         attempt = {'at': time.time(), 'worker': 'bench:1:mem', 'outcome': 'sent', 'code': 250,
                    'reply': '2.0.0 Ok: queued as 4XyZ1', 'duration': 0.002}
         store.finish(mail_id, task, 'bench:1:mem', 't1', 'sent', attempt)
