@@ -147,6 +147,12 @@ def ini_for(path, redis_url, smtp, templates, transport='smtp', **worker):
     }))
 
 
+def raw_download(web, mail_id):
+    with urllib.request.urlopen(f'{web.url}/mails/{mail_id}/raw', timeout=20) as resp:
+        assert resp.status == 200
+        return resp.read()
+
+
 def wait_until(predicate, what, timeout=20):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -345,11 +351,32 @@ def _run(tmp_path, old, redis_server, r, old_smtp, new_smtp, procs):
     again = web.post('/api/mails', {'to': 'idem@example.com', 'subject': 'upgrade idem',
                                     'text': 'hello'}, headers={'Idempotency-Key': IDEM_KEY})
     assert again['id'] == ids['idem'] and again.get('duplicate') is True, again
+    # The old layout: each message in its record's `raw` field, tasks in Huey's JSON.
+    # The new code reads the messages from there (the raw download, the mail page).
+    assert all(r.hexists(f'mailq:m:{i}', 'raw') for i in ids.values())
+    assert not any(r.exists(f'mailq:m:{i}:body') for i in ids.values())
+    assert r.lindex('mailq:q:default', 0).startswith(b'{')
+    for key in ('sent', 'queued', 'outbox'):
+        assert f'Subject: {before[key]["subject"]}\r\n'.encode() in raw_download(web, ids[key])
+    # A mail accepted by the new code, next to the old ones, takes the new layout: its
+    # message in its own key (compressed when that pays), a short task, a listpack record.
+    new_id = web.post('/api/mails', {'to': 'new@example.com', 'subject': 'upgrade new',
+                                     'html': '<p>' + 'new layout, ' * 400 + '</p>'})['id']
+    assert r.object('encoding', f'mailq:m:{new_id}') == b'listpack'
+    assert r.get(f'mailq:m:{new_id}:body').startswith(b'\x00z')
+    assert r.hget(f'mailq:m:{new_id}', 'task').startswith(b'd1:')
+    assert b'Subject: upgrade new' in raw_download(web, new_id)
 
     worker = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'worker', '-c', new_ini, '-w', '4'])
     procs.append(worker)
     for key in ('queued', 'retrying', 'scheduled', 'sending'):
         web.wait_status(ids[key], 'sent', timeout=40)
+    web.wait_status(new_id, 'sent')
+    # Mails of the old layout were sent with their message (the SMTP server checks
+    # below that each arrived once), and a sent one of either layout keeps its body for
+    # keep_sent_bodies: the new one's key expires then, the old ones' with their records.
+    assert 0 < r.pttl(f'mailq:m:{new_id}:body') <= 24 * 3600 * 1000
+    assert r.hexists(f'mailq:m:{ids["queued"]}', 'raw')
     assert web.mail(ids['held'])['status'] == 'queued'    # the pause survived the upgrade
     assert web.post('/api/queues/held/resume')['paused'] is False
     web.wait_status(ids['held'], 'sent')
@@ -385,12 +412,17 @@ def _run(tmp_path, old, redis_server, r, old_smtp, new_smtp, procs):
     # Each mail that was owed a delivery got exactly one, on the new server; none of the
     # mails the old server took (or that were cancelled) was sent again.
     owed = ('queued', 'held', 'retrying', 'scheduled', 'sending', 'dead')
-    wait_until(lambda: len(new_smtp.messages) >= len(owed), 'the new deliveries')
+    wait_until(lambda: len(new_smtp.messages) >= len(owed) + 1, 'the new deliveries')
     time.sleep(1)     # anything sent twice would arrive now
-    assert received(new_smtp) == collections.Counter({msgid[k]: 1 for k in owed})
+    new_msgid = web.mail(new_id)['message_id']
+    assert received(new_smtp) == collections.Counter({msgid[k]: 1 for k in owed} |
+                                                     {new_msgid: 1})
+    by_id = {m.message_id: m.data for m in new_smtp.messages}
+    for key in owed:      # each one's message, read from the old record's `raw`
+        assert f'Subject: {before[key]["subject"]}\r\n'.encode() in by_id[msgid[key]], key
 
     stats = web.get('/api/stats')
-    new_attempts = len(owed)
+    new_attempts = len(owed) + 1
     assert stats['processed'] == old_stats['processed'] + new_attempts, (old_stats, stats)
     assert stats['failed'] == old_stats['failed'], (old_stats, stats)
     assert {k: stats[k] for k in ('enqueued', 'scheduled', 'retrying', 'dead', 'busy')} == \
