@@ -242,7 +242,8 @@ class Store:
         `then_fetch` (a queue order), the thread's next task is fetched in the same call.
         `staging` (JSON) is what [smtp] allow_recipients or redirect_to did to this
         attempt, noted on the record. The outcome is published on the events channel and
-        counted per outcome and queue for the day.
+        counted per outcome and queue for the day. A sent mail's body key expires after
+        keep_sent_bodies (the outbox keeps it), its record after keep_sent_days.
         Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
