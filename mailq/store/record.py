@@ -1,8 +1,9 @@
 """A mail record as the API, the dashboard and the CLI show it: one conversion.
 
 A record is the hash `<prefix>:m:<id>` (fields written by compose.Mail.record_fields
-and the scripts) plus its attempt log and its body key (the message, body.py). Values are UTF-8; they are decoded with
-'replace' everywhere, so one odd byte never turns a page into an error.
+and the scripts) plus its attempt log and its body key (the message, body.py). Values
+are UTF-8; they are decoded with 'replace' everywhere, so one odd byte never turns a
+page into an error.
 """
 import datetime
 import email.errors
