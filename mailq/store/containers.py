@@ -9,6 +9,7 @@ import json
 import re
 
 from . import record as records
+from .search import indexes_of_records
 from .states import LISTS, QUEUE_LIST
 
 CHUNK = 1000
@@ -96,12 +97,13 @@ class Container:
         removed, members = 0, self.members()
         for i in range(0, len(members), CHUNK):
             chunk = members[i:i + CHUNK]
-            keys = [self.key]
-            for member in chunk:
-                mail_id = self.mail_id(member) or '-'
-                keys += [self.keys.record(mail_id), self.keys.log(mail_id)]
-            removed += self.scripts.admin_clear(
-                keys=keys, args=[self.kind.state, self.kind.members, *chunk])
+            ids = [self.mail_id(member) or '-' for member in chunk]
+            keys, args = [self.key], [self.kind.state, self.kind.members]
+            for member, mail_id, indexes in zip(chunk, ids,
+                                                indexes_of_records(self.redis, self.keys, ids)):
+                keys += [self.keys.record(mail_id), self.keys.log(mail_id), *indexes]
+                args += [member, mail_id, len(indexes)]
+            removed += self.scripts.admin_clear(keys=keys, args=args)
         return removed
 
 
@@ -175,10 +177,12 @@ class Bounded(SortedSet):
             ids += self.redis.zrange(self.key, len(ids), len(ids) + min(extra, CHUNK) - 1)
         if not ids:
             return 0
-        keys = [self.key]
-        for mail_id in ids:
-            keys += [self.keys.record(mail_id.decode()), self.keys.log(mail_id.decode())]
-        return self.scripts.trim(keys=keys, args=ids)
+        ids = [mail_id.decode() for mail_id in ids]
+        keys, args = [self.key], []
+        for mail_id, indexes in zip(ids, indexes_of_records(self.redis, self.keys, ids)):
+            keys += [self.keys.record(mail_id), self.keys.log(mail_id), *indexes]
+            args += [mail_id, len(indexes)]
+        return self.scripts.trim(keys=keys, args=args)
 
 
 class Dead(Bounded):
