@@ -1,10 +1,11 @@
 """Indexed search at scale: GET /api/mails?recipient=|message_id=|idempotency_key= timed
 over HTTP against `mailq.py web`, with `count` mails stored.
 
-The mails go through the real accept script (Store.accept's own calls, streamed), so the index entries are
-the ones accept.lua writes; the records are small (no body: the search never reads
-it) so that a million fit the bench's Redis. One address gets a tenth of all mail
-(the monitoring inbox that makes a deep index); the others get a few each.
+The mails go through the real accept script (Store.accept's own calls, streamed to
+`redis-cli --pipe`), so the index entries are the ones accept.lua writes; the records
+are small (no body: the search never reads it) so that a million fit the bench's
+Redis. One address gets a tenth of all mail (the monitoring inbox that makes a deep
+index); the others get a few each.
 """
 import dataclasses
 import http.client

@@ -84,8 +84,9 @@ def filesize(size):
 
 
 def page_url(path, **params):
-    """A list URL with its page and filter; page 1 and empty values are left out."""
-    params = {k: v for k, v in params.items() if v not in (None, '') and (k, v) != ('page', 1)}
+    """A list URL with its page, filter and scan start; defaults are left out."""
+    params = {k: v for k, v in params.items()
+              if v not in (None, '') and (k, v) not in (('page', 1), ('scan', 0))}
     return path + ('?' + urlencode(params) if params else '')
 
 
