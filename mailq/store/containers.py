@@ -63,11 +63,11 @@ class Container:
         """Every member now, in display order: what an "all" action acts on, once each."""
         return [member for member, _ in self.page(0, -1)]
 
-    def filter(self, needle, skip, want, start=0, budget=FILTER_SCAN):
+    def filter(self, needle, skip, want, start=0, budget=None):
         """(matches, [(member, score)] of matches skip..skip+want, where the next scan
         starts or None at the end): the members from position `start` are matched inside
         Redis chunk by chunk, `budget` of them at most; `needle` is lower case (ASCII)."""
-        total, wanted, end = 0, [], start + budget
+        total, wanted, end = 0, [], start + (budget or FILTER_SCAN)
         while True:
             if start >= end:
                 return total, wanted, start
