@@ -304,12 +304,13 @@ class Store:
 
     def trim(self, now=None):
         """Bound the dead set (dead_max, dead_max_days) and the outbox (outbox_max); take one
-        sweep step through the search indexes."""
+        sweep step through the search indexes and the suppression list's ended entries."""
         cfg = self.worker_config
         now = now or time.time()
         trimmed = (self.dead.trim(cfg.dead_max, now - cfg.dead_max_days * 86400)
                    + self.outbox.trim(self.outbox_max))
         self.index.sweep()
+        self.suppressions.expire_step(now)
         return trimmed
 
     def requeue_worker(self, worker_id, now=None):
