@@ -33,14 +33,21 @@ class Recorder:
 
     def __init__(self):
         self.parts = []
+        self.encoded = {}       # the first few thousand values: the fields every mail shares
 
     def evalsha(self, *args):
-        parts = self.parts
+        parts, encoded = self.parts, self.encoded
         parts.append(b'*%d\r\n$7\r\nEVALSHA\r\n' % (len(args) + 1))
         for arg in args:
             kind = type(arg)
-            data = arg if kind is bytes else (repr(arg) if kind is float else str(arg)).encode()
-            parts += (b'$%d\r\n' % len(data), data, b'\r\n')
+            piece = encoded.get(arg) if kind is str else None
+            if piece is None:
+                data = arg if kind is bytes else (
+                    repr(arg) if kind is float else str(arg)).encode()
+                piece = b'$%d\r\n%s\r\n' % (len(data), data)
+                if kind is str and len(encoded) < 4096:
+                    encoded[arg] = piece
+            parts.append(piece)
 
     def take(self):
         data, self.parts = b''.join(self.parts), []
