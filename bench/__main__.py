@@ -1,5 +1,6 @@
 """`python -m bench [--quick]`: run every measurement, print one table, write
-bench/results.json. Full: under 10 minutes on 2 cores; --quick: under 60 s."""
+bench/results.json. Full: about 10 to 15 minutes on 2 cores (the search row stores a
+million mails); --quick: under 60 s on a quiet box."""
 import argparse
 import json
 import platform
