@@ -60,8 +60,9 @@ def test_a_search_needs_exactly_one_field_and_a_real_cursor(web):
     assert status == 422 and body['details']['field'] == 'recipient'
     status, body = query(web, recipient='not an address')
     assert status == 422 and body['details']['field'] == 'recipient'
-    status, body = query(web, recipient='a@example.com', cursor='nonsense')
-    assert status == 422 and body['details']['field'] == 'cursor'
+    for cursor in ('nonsense', 'nan:x', 'inf:x'):
+        status, body = query(web, recipient='a@example.com', cursor=cursor)
+        assert status == 422 and body['details']['field'] == 'cursor', cursor
 
 
 def _dead(rt, mail_id):

@@ -8,6 +8,7 @@ them at once, and the worker's tick (`sweep`) removes the rest a few keys at a t
 so an address nobody looks up does not keep its dead entries forever.
 """
 import json
+import math
 
 from . import record as records
 
@@ -72,9 +73,10 @@ class Cursor:
     def decode(text):
         score, _, mail_id = (text or '').partition(':')
         try:
-            return float(score), mail_id
+            score = float(score)
         except ValueError:
             return None
+        return (score, mail_id) if math.isfinite(score) else None
 
 
 class Index:
