@@ -10,6 +10,7 @@ from .store.record import iso
 from .store.search import KINDS, PAGE, Cursor, normal_message_id
 from .suppression import normalise
 
+PARAMS = (*KINDS, 'cursor')
 MAX_VALUE = 998       # the longest header line RFC 5322 allows: no key or id is longer
 
 

@@ -34,6 +34,13 @@ def test_recipient_search_is_newest_first_and_ignores_case(web):
     assert query(web, recipient='nobody@example.com')[1]['mails'] == []
 
 
+def test_an_idn_recipient_is_found_in_either_spelling(web):
+    mail_id = post(web, to='Ann@Bücher.example')
+    for spelling in ('ann@bücher.example', 'ANN@xn--bcher-kva.example'):
+        status, body = query(web, recipient=spelling)
+        assert status == 200 and [m['id'] for m in body['mails']] == [mail_id], spelling
+
+
 def test_message_id_and_idempotency_key_find_their_mail(web):
     mail_id = post(web, to='ann@example.com', idempotency_key='order-7')
     post(web, to='ann@example.com', idempotency_key='order-8')

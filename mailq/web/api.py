@@ -76,7 +76,9 @@ def install(app, rt):
     @app.get('/api/mails')
     @api_route
     def find_mails():
-        return json_response(200, search.search(rt, bottle.request.query))
+        query = bottle.request.query          # getunicode: UTF-8, not Latin-1
+        return json_response(200, search.search(rt, {name: query.getunicode(name) for name in
+                                                     search.PARAMS}))
 
     @app.get('/api/mails/<mail_id>')
     @api_route
