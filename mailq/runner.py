@@ -6,7 +6,7 @@ import threading
 
 from .runtime import Runtime
 from .web.app import bind
-from .worker import run_worker
+from .worker import EarlySignals, run_worker
 
 log = logging.getLogger('mailq')
 
@@ -14,6 +14,7 @@ log = logging.getLogger('mailq')
 def run_all(config, host=None, port=None, workers=None, queues=None, worker_type=None):
     """The web server runs in a thread; the worker owns the main thread (it needs signals).
     The address is bound here first, so a bad or busy one stops `run` with a clean error."""
+    EarlySignals.catch()        # the web answers before the worker has its handlers
     say_once = _SayOnce(PERSISTENCE_WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(say_once)

@@ -75,6 +75,28 @@ class DueScheduler(Scheduler):
         self.sleep_for_interval(start, self.interval if not self.failing else 1.0)
 
 
+class EarlySignals:
+    """A SIGTERM or SIGINT that comes while the worker starts (`run` already serves the
+    web then) is kept and handed to the consumer once it exists, so it still stops
+    gracefully; a second one stops at once."""
+    received = []
+
+    @classmethod
+    def catch(cls):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, cls._keep)
+
+    @classmethod
+    def _keep(cls, signum, frame):
+        cls.received.append(signum)
+        signal.signal(signum, signal.SIG_DFL)
+
+    @classmethod
+    def hand_to(cls, consumer):
+        while cls.received:
+            consumer._handle_signal(cls.received.pop(0), None)
+
+
 class MailConsumer(Consumer):
     worker_class = MailWorker
     scheduler_class = DueScheduler
@@ -87,6 +109,7 @@ class MailConsumer(Consumer):
         self._signal_actions = {signal.SIGTERM: both_graceful, signal.SIGINT: both_graceful}
         # Now, not in run(): a signal between the start-up log line and run() is not lost.
         self._set_signal_handlers()
+        EarlySignals.hand_to(self)
 
     def _create_scheduler(self):
         return DueScheduler(self.huey, self.stop_flag, self._mailq_interval, False)
@@ -114,6 +137,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     if (worker_type or cfg.worker_type) == 'process':
         return run_swarm(config, concurrency, queues)
     worker_type = 'thread'
+    EarlySignals.catch()
     transport = create_transport(config.smtp)
     release = create_release_transport(config.smtp)
     worker_id = worker_identity()

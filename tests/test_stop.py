@@ -1,5 +1,6 @@
 """How roles stop, as real processes: what they log (issue 11 item 19), the private Redis of
 `run --ensure-redis` (item 18), and the persistence warning said once under `run` (item 20)."""
+import os
 import signal
 import subprocess
 import time
@@ -60,6 +61,25 @@ def test_an_idle_worker_says_it_handed_back_none(mailq_ini):
              if 'received SIGTERM' in line or 'returned 0 unfinished' in line
              or line.endswith(' stopped')]
     assert len(lines) == 3, log
+
+
+def test_a_signal_during_start_up_is_handed_to_the_consumer(redis_ini):
+    """`run` serves the web before the worker's consumer exists; a SIGTERM then must
+    still stop it gracefully, not kill it (and its private Redis) at once."""
+    from mailq import config as config_module
+    from mailq.runtime import Runtime
+    from mailq.worker import EarlySignals, MailConsumer
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        EarlySignals.catch()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert EarlySignals.received == [signal.SIGTERM]
+        consumer = MailConsumer(Runtime(config_module.load(redis_ini)).huey, 0.25, workers=1)
+        assert consumer._signum == signal.SIGTERM and consumer._graceful
+        assert EarlySignals.received == []
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_web_logs_the_signal_and_its_exit(mailq_ini):
