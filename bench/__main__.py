@@ -10,7 +10,7 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import delivery, enqueue, latency, memory, reads, submission
+from . import ceilings, delivery, enqueue, latency, memory, reads, submission
 from .env import BenchEnv
 from .report import table
 
@@ -31,6 +31,8 @@ def run(sizes):
         rt = Runtime(load(str(env.ini)))
         step = _stepper()
         n = sizes['deliver']
+        step('ceiling: smtp-source into smtp-sink, 25 reused sessions')
+        results['ceiling_smtp'] = ceilings.smtp(env, rt, n, delivery.THREADS)
         step('delivery: plain Huey baseline')
         results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
         step('delivery: mailq -w 25 (threads)')
@@ -45,6 +47,8 @@ def run(sizes):
 
         step('enqueue: plain Huey task() calls')
         results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
+        step('ceiling: minimal WSGI app, one LPUSH per POST, 8 keep-alive clients')
+        results['ceiling_http'] = ceilings.http(env, sizes['http'])
         step('enqueue: mailq.send()')
         results['enqueue_send'] = enqueue.python_send(env, sizes['send'])
         web = env.web()
