@@ -11,15 +11,15 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import delivery, enqueue, latency, mails, memory, reads, search, submission
+from . import ceilings, delivery, enqueue, latency, mails, memory, reads, search, submission
 from .env import BenchEnv
 from .report import table
 
-FULL = {'deliver': 20000, 'send': 5000, 'http': 10000, 'batches': 20, 'huey_calls': 20000,
-        'steady_seconds': 20, 'punctual': 1000, 'spread': 30, 'per_state': 100000,
-        'memory': 20000, 'memory_html': 5000, 'search': 1000000}
-QUICK = {'deliver': 2000, 'send': 1000, 'http': 2000, 'batches': 3, 'huey_calls': 2000,
-         'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
+FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
+        'huey_calls': 20000, 'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
+        'per_state': 100000, 'memory': 20000, 'memory_html': 5000, 'search': 1000000}
+QUICK = {'deliver': 2000, 'ceiling_smtp': 10000, 'send': 1000, 'http': 2000, 'batches': 3,
+         'huey_calls': 2000, 'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
          'memory': 2000, 'memory_html': 1000, 'search': 20000}
 RESULTS = Path(__file__).with_name('results.json')
 
@@ -32,6 +32,8 @@ def run(sizes):
         rt = Runtime(load(str(env.ini)))
         step = _stepper()
         n = sizes['deliver']
+        step('ceiling: smtp-source into smtp-sink, 25 reused sessions')
+        results['ceiling_smtp'] = ceilings.smtp(env, rt, sizes['ceiling_smtp'], delivery.THREADS)
         step('delivery: plain Huey baseline')
         results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
         step('delivery: mailq -w 25 (threads)')
@@ -46,6 +48,8 @@ def run(sizes):
 
         step('enqueue: plain Huey task() calls')
         results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
+        step('ceiling: minimal WSGI app, one LPUSH per POST, 8 keep-alive clients')
+        results['ceiling_http'] = ceilings.http(env, sizes['http'])
         step('enqueue: mailq.send()')
         results['enqueue_send'] = enqueue.python_send(env, sizes['send'])
         web = env.web()

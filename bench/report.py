@@ -2,30 +2,7 @@
 
 
 def table(r):
-    base = r['deliver_baseline']['rate']
-    huey_calls = r['enqueue_huey']['rate']
-    rows = [('Delivery, plain Huey baseline (-w 25 threads)', f'{base:,.0f} mails/s', '-', '-')]
-    for key, label in (('deliver_thread', 'Delivery, mailq -w 25 threads'),
-                       ('deliver_process', 'Delivery, mailq -w 25 -k process'),
-                       ('deliver_two', 'Delivery, 2 mailq processes x 25 threads')):
-        rate = r[key]['rate']
-        rows.append((label, f'{rate:,.0f} mails/s ({rate / base:.2f}x)', f'{base:,.0f}',
-                     _ok(rate >= 3 * base, '>= 3x baseline')))
-    if 'deliver_rate' in r:
-        rate, plain = r['deliver_rate']['rate'], r['deliver_thread']['rate']
-        rows.append(('Delivery, -w 25 threads, [smtp] rate not binding',
-                     f'{rate:,.0f} mails/s ({rate / plain:.2f}x unthrottled)', f'{plain:,.0f}',
-                     _ok(rate >= 0.95 * plain, 'within 5% of unthrottled')))
-    for key, label, target in (('enqueue_send', 'Enqueue, mailq.send()', 5000),
-                               ('enqueue_http', 'Enqueue, POST /api/mails (8 clients)', 1500),
-                               ('enqueue_http2', 'Enqueue, POST /api/mails, 2 web processes',
-                                1500),
-                               ('enqueue_batch', 'Enqueue, POST /api/mails/batch x1000', 20000)):
-        rate = r[key]['rate']
-        cpu = r[key].get('cpu_us_per_request')
-        cpu = ', CPU/req ' + ' '.join(f'{k} {v} us' for k, v in cpu.items()) if cpu else ''
-        rows.append((label, f'{rate:,.0f} /s{cpu}', f'{huey_calls:,.0f} (Huey task())',
-                     _ok(rate >= target, f'>= {target:,}')))
+    rows = _delivery_rows(r) + _enqueue_rows(r)
     smtp, http = r['enqueue_smtp']['rate'], r['enqueue_http']['rate']
     rows.append(('Enqueue, SMTP submission (smtp-source, 8 sessions)',
                  f'{smtp:,.0f} /s, CPU/msg listener {r["enqueue_smtp"]["cpu_us_per_message"]} us',
@@ -77,6 +54,56 @@ def memory_rows(r):
                  f'{sent["after_body_per_mail"]:,} B', '-',
                  _ok(sent['after_body_per_mail'] <= 1024, '<= 1,024 B')))
     return rows
+
+
+def _delivery_rows(r):
+    """Each delivery figure against plain Huey and as a share of the smtp-source ceiling."""
+    ceiling, base = r['ceiling_smtp']['rate'], r['deliver_baseline']['rate']
+    rows = [(f'Ceiling: smtp-source into smtp-sink, {r["ceiling_smtp"]["sessions"]} reused '
+             'sessions', f'{ceiling:,.0f} mails/s', '-', '-'),
+            ('Delivery, plain Huey baseline (-w 25 threads)',
+             f'{base:,.0f} mails/s ({base / ceiling:.0%} of ceiling)', '-', '-')]
+    for key, label, times in (('deliver_thread', 'Delivery, mailq -w 25 threads', 3),
+                              ('deliver_process', 'Delivery, mailq -w 25 -k process', 6),
+                              ('deliver_two', 'Delivery, 2 mailq processes x 25 threads', 3)):
+        rate = r[key]['rate']
+        rows.append((label, f'{rate:,.0f} mails/s ({rate / base:.2f}x, {rate / ceiling:.0%} '
+                            'of ceiling)', f'{base:,.0f}',
+                     _ok(rate >= times * base, f'>= {times}x baseline')))
+    if 'deliver_rate' in r:
+        rate, plain = r['deliver_rate']['rate'], r['deliver_thread']['rate']
+        rows.append(('Delivery, -w 25 threads, [smtp] rate not binding',
+                     f'{rate:,.0f} mails/s ({rate / plain:.2f}x unthrottled)', f'{plain:,.0f}',
+                     _ok(rate >= 0.95 * plain, 'within 5% of unthrottled')))
+    return rows
+
+
+def _enqueue_rows(r):
+    """HTTP figures against the minimal app's rate; send() and the batch against Huey's
+    task() calls."""
+    ceiling, huey_calls = r['ceiling_http'], r['enqueue_huey']['rate']
+    top = ceiling['rate']
+    rows = [('Ceiling: minimal WSGI app, one LPUSH per POST (8 clients)',
+             f'{top:,.0f} req/s{_cpu(ceiling)}', '-', '-')]
+    for key, label, target in (
+            ('enqueue_http', 'Enqueue, POST /api/mails (8 clients)', 2500),
+            ('enqueue_http2', 'Enqueue, POST /api/mails, 2 web processes', None)):
+        rate = r[key]['rate']
+        rows.append((label, f'{rate:,.0f} req/s ({rate / top:.0%} of ceiling){_cpu(r[key])}',
+                     f'{top:,.0f}', _ok(rate >= target and rate >= 0.7 * top,
+                                        f'>= {target:,} and >= 70%') if target else '-'))
+    send, batch = r['enqueue_send']['rate'], r['enqueue_batch']['rate']
+    rows += [('Enqueue, mailq.send()', f'{send:,.0f} /s ({send / huey_calls:.2f}x)',
+              f'{huey_calls:,.0f} (Huey task())', _ok(send >= 0.8 * huey_calls, '>= 0.8x')),
+             ('Enqueue, POST /api/mails/batch x1000',
+              f'{batch:,.0f} mails/s ({batch / huey_calls:.2f}x)',
+              f'{huey_calls:,.0f} (Huey task())', _ok(batch >= 20000, '>= 20,000'))]
+    return rows
+
+
+def _cpu(figure):
+    cpu = figure.get('cpu_us_per_request')
+    return ', CPU/req ' + ' '.join(f'{k} {v} us' for k, v in cpu.items()) if cpu else ''
 
 
 def _ok(met, text):

@@ -16,7 +16,7 @@ def submit(env, rt, count, sessions=8, size=2048):
     env.flush()
     listener = env.mailq('submission')
     try:
-        wait_until(lambda: _listening(env.submission_port), 30)
+        wait_until(lambda: listening(env.submission_port), 30)
         _source(env, 200, sessions, size)                     # warm up
         env.flush()
         cpu_before = tree_cpu(listener.pid)
@@ -39,7 +39,7 @@ def _source(env, count, sessions, size):
                    timeout=600)
 
 
-def _listening(port):
+def listening(port):
     try:
         socket.create_connection(('127.0.0.1', port), timeout=1).close()
         return True

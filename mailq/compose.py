@@ -37,6 +37,10 @@ CONTENT_TYPE = re.compile(rf'^({_NAME})/({_NAME})'
                           re.ASCII | re.IGNORECASE)
 LOCAL_PART = re.compile(r'^[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.-]{1,64}$')
 DOMAIN_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+_LABEL = r'(?!-)[A-Za-z0-9-]{1,63}(?<!-)'
+# An ASCII domain as the IDNA codec and DOMAIN_LABEL together accept it: labels of 1 to
+# 63 characters, at most one trailing dot. One match instead of a codec call and a split.
+ASCII_DOMAIN = re.compile(rf'(?:{_LABEL}\.)*{_LABEL}\.?', re.ASCII)
 _ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDR = rf'{_ATOMS}(?:\.{_ATOMS})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*'
 SIMPLE_ADDRESS = re.compile(
@@ -300,19 +304,23 @@ def _check_address(field, addr):
             or '..' in local:
         raise ValidationError(field, f'unsupported local part in {addr!r} '
                                      '(ASCII without quotes; SMTPUTF8 is not supported)')
-    try:
-        ascii_domain = domain.encode('idna').decode('ascii')
-    except UnicodeError:
-        raise ValidationError(field, f'bad domain in {addr!r}') from None
-    labels = ascii_domain.rstrip('.').split('.')
-    if len(ascii_domain) > 253 or not all(DOMAIN_LABEL.match(label) for label in labels):
+    if domain.isascii():
+        ascii_domain, valid = domain, ASCII_DOMAIN.fullmatch(domain)
+    else:
+        try:
+            ascii_domain = domain.encode('idna').decode('ascii')
+        except UnicodeError:
+            raise ValidationError(field, f'bad domain in {addr!r}') from None
+        labels = ascii_domain.rstrip('.').split('.')
+        valid = all(DOMAIN_LABEL.match(label) for label in labels)
+    if len(ascii_domain) > 253 or not valid:
         raise ValidationError(field, f'bad domain in {addr!r}')
     return f'{local}@{ascii_domain.lower()}'
 
 
 def _format(addresses):
     """The wire form: encoded display names, ASCII (punycode) domains."""
-    return ', '.join(email.utils.formataddr(a[:2]) for a in addresses)
+    return ', '.join(email.utils.formataddr(a[:2]) if a[0] else a[1] for a in addresses)
 
 
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')

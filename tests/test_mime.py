@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailq import mime
-from mailq.compose import LINE_BREAK, compose
+from mailq.compose import LINE_BREAK, _check_address, compose
 from mailq.config import load
 from mailq.errors import ValidationError
 from mailq.templates import MailTemplates
@@ -115,3 +115,40 @@ def test_every_line_break_is_refused_naming_its_field(brk, field, attached):
     with pytest.raises(ValidationError) as err:
         compose(mail, config=CONFIG, templates=TEMPLATES)
     assert err.value.field == field
+
+
+def _domain_accepted_by_idna(domain):
+    """The check compose made before its ASCII fast path: the IDNA codec, then each label."""
+    try:
+        ascii_domain = domain.encode('idna').decode('ascii')
+    except UnicodeError:
+        return False
+    labels = ascii_domain.rstrip('.').split('.')
+    return len(ascii_domain) <= 253 and all(
+        len(label) <= 63 and label[:1] not in ('', '-') and not label.endswith('-')
+        and all(c.isascii() and (c.isalnum() or c == '-') for c in label) for label in labels)
+
+
+def _domain_accepted(domain):
+    """compose's address check alone (the header parser in front of it refuses more)."""
+    try:
+        assert _check_address('to', f'ann@{domain}') == f'ann@{domain.lower()}'
+    except ValidationError as exc:
+        assert exc.field == 'to' and 'bad domain' in exc.message, exc
+        return False
+    return True
+
+
+@pytest.mark.parametrize('domain', [
+    'example.com', 'example.com.', 'example.com..', '.example.com', 'a..b', 'EXAMPLE.Com',
+    'a-b.example', '-a.example', 'a-.example', 'a_b.example', 'x' * 63 + '.example',
+    'x' * 64 + '.example', 'example.' + 'x' * 64, '.'.join(['a' * 49] * 5),
+    '.'.join(['a' * 49] * 5) + '.', '.'.join(['a' * 50] * 5), '1.2.3.4'])
+def test_ascii_domains_are_judged_as_the_idna_codec_judged_them(domain):
+    assert _domain_accepted(domain) == _domain_accepted_by_idna(domain)
+
+
+@given(st.text(alphabet='aZ9-._', min_size=1, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_any_short_ascii_domain_is_judged_as_before(domain):
+    assert _domain_accepted(domain) == _domain_accepted_by_idna(domain)

@@ -325,3 +325,17 @@ def test_the_readme_lists_every_state():
     line = next(line for line in readme.splitlines() if '`status` is one of' in line)
     listed = set(re.findall(r'`(\w+)`', line.split('`status` is one of', 1)[1]))
     assert set(states.STATES) <= listed
+
+
+def test_accept_reloads_its_script_and_replaces_a_closed_connection(mailq_ini, redis_client):
+    """accept.lua runs on a pooled connection directly (DirectScript): after SCRIPT FLUSH
+    (a restarted Redis) it loads the script again, and a connection the server closed
+    while it sat in the pool is replaced, as for redis-py's own command path."""
+    rt = Runtime(load(str(mailq_ini), environ={}))
+    ids = [send(rt)]
+    redis_client.script_flush()
+    ids.append(send(rt))                        # NOSCRIPT: loaded again, then run
+    assert redis_client.client_kill_filter(_type='normal', skipme=True) >= 1
+    ids.append(send(rt))                        # its pooled connection was closed
+    assert [rt.store.get(i).status for i in ids] == ['queued'] * 3
+    assert isinstance(rt.store.scripts.accept, store_scripts.DirectScript)

@@ -187,6 +187,14 @@ def _json_server_errors():
     Error.to_response = to_response
 
 
+def serve_wsgi(app, config):
+    """Serve any WSGI app on [web] host and port with mailq's server options, in one
+    process (the bench's minimal app, its ceiling of an HTTP enqueue)."""
+    import waitress
+    waitress.serve(app, host=config.web.host, port=config.web.port,
+                   **server_options(config.web, config.limits))
+
+
 def serve(rt, host=None, port=None, threads=None):
     """Serve the app with waitress (a production WSGI server) until interrupted."""
     return bind(rt, host, port, threads)()

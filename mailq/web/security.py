@@ -44,10 +44,10 @@ def is_api(path=None):
 
 def apply_headers(response=None, keep=False):
     """Set the security headers; with keep, leave those a route set itself (downloads)."""
-    response = response or bottle.response
+    headers = (response or bottle.response).headers    # a new view on each access
     for name, value in HEADERS.items():
-        if not (keep and name in response.headers):
-            response.set_header(name, value)
+        if not (keep and name in headers):
+            headers[name] = value
 
 
 def allowed_hosts(web, listen_host=None):
@@ -136,7 +136,10 @@ def cross_site_reason(request=None):
 
 
 def session_id(request=None):
-    return (request or bottle.request).get_cookie(csrf.COOKIE)
+    request = request or bottle.request
+    if 'HTTP_COOKIE' not in request.environ:    # a program: no cookie jar to parse
+        return None
+    return request.get_cookie(csrf.COOKIE)
 
 
 def ensure_session(request=None, response=None):
