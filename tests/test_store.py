@@ -323,3 +323,57 @@ def test_the_readme_lists_every_state():
     line = next(line for line in readme.splitlines() if '`status` is one of' in line)
     listed = set(re.findall(r'`(\w+)`', line.split('`status` is one of', 1)[1]))
     assert set(states.STATES) <= listed
+
+
+def test_a_held_mail_cancelled_or_deleted_leaves_the_held_set_at_once(checked_limits_rt,
+                                                                       redis_client):
+    """Not at the next tick: cancel.lua and admin_delete.lua take it off the held set
+    (through KEYS, checked), and the Held list shows each held mail with its limiter."""
+    rt, store = checked_limits_rt, checked_limits_rt.store
+    worker, now = 'host:1:abc', time.time()
+    first, cancelled, deleted = send(rt), send(rt), send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1', now=now)     # the relay's one token
+    assert finish(rt, first, task, worker, 'sent') == 1
+    assert store.take(worker, ['mailers'], 't1', now=now) is None   # held, and the next
+    assert store.take(worker, ['mailers'], 't1', now=now) is None
+    assert redis_client.zcard('mailq:held') == 2
+    rows = admin.listing(rt, 'held')['rows']
+    assert [(r['id'], r['status'], r['held_by']) for r in rows] == [
+        (cancelled, 'held', 'relay'), (deleted, 'held', 'relay')]
+    assert rows[0]['at_ts'] < rows[1]['at_ts']                       # spaced at the pace
+    assert store.get(cancelled).view()['held_by'] == 'relay'
+    assert service.cancel(rt, cancelled)['status'] == 'cancelled'
+    assert [task_mail_id(t) for t in redis_client.zrange('mailq:held', 0, -1)] == [deleted]
+    assert admin.act(rt, 'held', 'delete', [deleted])['done'] == 1
+    assert redis_client.zcard('mailq:held') == 0 and store.get(deleted) is None
+
+
+def test_every_change_by_hand_is_published_for_the_live_pages(checked_limits_rt):
+    """Retry, kill, delete, cancel, clear, a release noted, a held mail and the tick's
+    moves each send a line on the events channel, so open lists update without a
+    reload (GET /api/events)."""
+    rt, store = checked_limits_rt, checked_limits_rt.store
+    worker, now = 'host:1:abc', time.time()
+    live = store.live_events()
+    try:
+        a, b, c = send(rt), send(rt), send(rt, delay=3600)
+        _, task, _ = store.take(worker, ['mailers'], 't1', now=now)
+        assert finish(rt, a, task, worker, 'retrying', next_at=now + 60,
+                      new_task=rt.new_task(a, 'mailers')) == 1
+        assert store.take(worker, ['mailers'], 't1', now=now) is None    # b is held
+        assert admin.act(rt, 'retrying', 'kill', [a])['done'] == 1
+        assert admin.act(rt, 'dead', 'retry', [a])['done'] == 1
+        assert service.cancel(rt, b)['status'] == 'cancelled'
+        assert admin.act(rt, 'scheduled', 'delete', [c])['done'] == 1
+        store.note_release(a, 'copy1', ['qa@example.com'], now)
+        assert admin.clear_queue(rt, 'mailers')['deleted'] == 1
+        heard, deadline = [], time.monotonic() + 5
+        while len(heard) < 11 and time.monotonic() < deadline:
+            event = live.next(timeout=0.1)
+            if event:
+                heard.append((event.get('id'), event['status'], event.get('held_by')))
+    finally:
+        live.close()
+    assert heard[3:] == [(a, 'retrying', None), (b, 'held', 'relay'), (a, 'dead', None),
+                         (a, 'queued', None), (b, 'cancelled', None), (c, 'deleted', None),
+                         (a, 'released', None), ('', 'deleted', None)]

@@ -1,9 +1,10 @@
-"""Where mails wait, one class per Redis structure: Queue, Schedule, Retries, Dead, Outbox.
+"""Where mails wait, one class per Redis structure: Queue, Schedule, Retries, Dead, Outbox,
+Held.
 
 Each knows its key, how to count and page it, how to filter it inside Redis
 (admin_filter.lua) and how to empty it (admin_clear.lua). A queue is a list of
 Huey tasks (workers pop from the right, so the oldest is last); the others are
-sorted sets, of tasks (schedule, retry) or of mail ids (dead, outbox).
+sorted sets, of tasks (schedule, retry, held) or of mail ids (dead, outbox).
 """
 import json
 import re
@@ -96,7 +97,7 @@ class Container:
         removed, members = 0, self.members()
         for i in range(0, len(members), CHUNK):
             chunk = members[i:i + CHUNK]
-            keys = [self.key]
+            keys = [self.key, self.keys.events]
             for member in chunk:
                 mail_id = self.mail_id(member) or '-'
                 keys += [self.keys.record(mail_id), self.keys.log(mail_id)]
@@ -158,6 +159,11 @@ class Schedule(SortedSet):
 
 class Retries(SortedSet):
     kind = LISTS['retrying']
+
+
+class Held(SortedSet):
+    """Mails waiting for a limiter's token (store/limits.py), by ready time."""
+    kind = LISTS['held']
 
 
 class Bounded(SortedSet):

@@ -101,7 +101,7 @@ class Limits:
         self.on = bool(self.all)
         checked = [lim for lim in self.all if lim.per_mail]
         # claim.lua's block: KEYS and ARGV after its own (see its header)
-        self.claim_keys = [keys.held] + [k for lim in checked for k in (
+        self.claim_keys = [keys.held, keys.events] + [k for lim in checked for k in (
             keys.limit(lim.name), keys.limit_slots(lim.name), keys.limit_sent(lim.name))]
         self.claim_args = [len(checked), self.lease] if checked else [0]
         for lim in checked:

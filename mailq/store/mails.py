@@ -15,8 +15,8 @@ import redis
 
 from ..errors import Conflict
 
-from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
-                         task_queue)
+from .containers import (Dead, Held, Outbox, Queue, Retries, Schedule, latencies,
+                         task_mail_id, task_queue)
 from .cron import CronState
 from .hooks import Events, Suppressions
 from .limits import Limits
@@ -87,6 +87,7 @@ class Store:
         self.retries = Retries(client, keys, self.scripts, keys.retry)
         self.dead = Dead(client, keys, self.scripts, keys.dead)
         self.outbox = Outbox(client, keys, self.scripts, keys.outbox)
+        self.held = Held(client, keys, self.scripts, keys.held)
         self.workers = Workers(client, keys)
         self.stats = Stats(client, keys)
         self.cron = CronState(client, keys, self.scripts)
@@ -104,8 +105,8 @@ class Store:
 
     def list_container(self, kind):
         """The container of a states.LISTS kind."""
-        return next(box for box in (self.schedule, self.retries, self.dead, self.outbox)
-                    if box.kind.name == kind)
+        return next(box for box in (self.schedule, self.retries, self.dead, self.outbox,
+                                    self.held) if box.kind.name == kind)
 
     def known_queues(self):
         return list(self.worker_config.queue_names)
@@ -290,7 +291,7 @@ class Store:
         for key in (self.keys.schedule, self.keys.retry, self.keys.held):
             tasks = self.redis.zrangebyscore(key, '-inf', now, start=0, num=limit)
             if tasks:
-                keys = [key]
+                keys = [key, self.keys.events]
                 for task in tasks:
                     queue = task_queue(task) or self.worker_config.default_queue
                     keys += [self.keys.record(task_mail_id(task) or '-'),
@@ -341,8 +342,12 @@ class Store:
 
     def note_release(self, mail_id, copy_id, recipients, at):
         """Note on a caught mail that a copy of it was released (one field per release)."""
-        self.redis.hset(self.keys.record(mail_id), f'released:{copy_id}',
-                        json.dumps({'id': copy_id, 'to': recipients, 'at': at}))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.record(mail_id), f'released:{copy_id}',
+                  json.dumps({'id': copy_id, 'to': recipients, 'at': at}))
+        pipe.publish(self.keys.events, json.dumps({'type': 'mail', 'id': mail_id,
+                                                   'status': 'released', 'copy': copy_id}))
+        pipe.execute()
 
     def status(self, mail_id):
         value = self.redis.hget(self.keys.record(mail_id), 'status')
@@ -398,7 +403,8 @@ class Store:
             events = self.events
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                      keys.schedule, keys.retry, keys.dead, keys.outbox, *events.streams],
+                      keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
+                      keys.events, *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
                       mail_id, queue, len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
@@ -414,7 +420,8 @@ class Store:
     def erase(self, status, ids):
         """Delete mails still in `status` for good. Returns the ids erased."""
         keys = self.keys
-        script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox]
+        script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
+                       keys.events]
         args = [status]
         for mail_id, queue in zip(ids, self._queues_of(ids)):
             script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue)]
@@ -425,7 +432,7 @@ class Store:
         """Move retrying mails to dead now. Returns the ids killed."""
         now = now or time.time()
         events = self.events
-        keys = [self.keys.retry, self.keys.dead, *events.streams] + \
+        keys = [self.keys.retry, self.keys.dead, self.keys.events, *events.streams] + \
             [self.keys.record(i) for i in ids]
         killed = [i.decode() for i in self.scripts.admin_kill(
             keys=keys, args=[now, len(events.streams), *events.subscriptions, *ids])]
@@ -436,7 +443,7 @@ class Store:
         """Put mails still in `status` on their queue with a fresh task from
         `new_task(mail_id, queue)`. Returns the ids moved."""
         keys = self.keys
-        script_keys = [keys.schedule, keys.retry, keys.dead]
+        script_keys = [keys.schedule, keys.retry, keys.dead, keys.events]
         args = [status, now or time.time()]
         for mail_id, queue in zip(ids, self._queues_of(ids)):
             if queue:

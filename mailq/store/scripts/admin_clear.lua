@@ -2,14 +2,15 @@
 -- Clear outbox), erasing the mails whose task or id it held. Members whose mail has
 -- moved on (stale tasks) are just dropped, as the claim script would drop them.
 -- Returns the number of members removed.
--- KEYS: queue list or schedule / retry / dead / outbox zset,
---       then record and attempt log of each member's mail
+-- KEYS: queue list or schedule / retry / dead / outbox / held zset, events channel (the
+--       live pages: one event for the whole chunk), then record and attempt log of each
+--       member's mail
 -- ARGV: status the erased mails must have, 'tasks' or 'ids', then the members
 local is_list = redis.call('TYPE', KEYS[1]).ok == 'list'
 local removed = 0
 for i = 3, #ARGV do
   local member = ARGV[i]
-  local record, log = KEYS[2 * (i - 2)], KEYS[2 * (i - 2) + 1]
+  local record, log = KEYS[2 * (i - 2) + 1], KEYS[2 * (i - 2) + 2]
   local gone
   if is_list then
     gone = redis.call('LREM', KEYS[1], 1, member)
@@ -24,4 +25,5 @@ for i = 3, #ARGV do
     end
   end
 end
+if removed > 0 then publish_mail(KEYS[2], '', 'deleted', '', {count = removed}) end
 return removed

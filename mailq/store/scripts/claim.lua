@@ -9,8 +9,9 @@
 -- when one has nothing to give, the mail is held instead (no attempt counted): its
 -- task goes to the held set with the time its token comes, and {'held', ready time,
 -- limiter} is returned. Held mails of one limiter are spaced at its pace.
--- KEYS: record, in-flight list, busy hash, suppression hash, held zset, then the hash,
---       slots zset and sent zset of each limiter
+-- KEYS: record, in-flight list, busy hash, suppression hash, held zset, events channel
+--       (the live pages hear of a held mail), then the hash, slots zset and sent zset of
+--       each limiter
 -- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
 --       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
 --       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
@@ -57,7 +58,7 @@ if nlim > 0 then
   for i = 1, nlim do
     local a = base + 2 + (i - 1) * 7
     if wanted(ARGV[a + 5]) then
-      local k = 6 + (i - 1) * 3
+      local k = 7 + (i - 1) * 3
       local L = {name = ARGV[a], h = KEYS[k], slots = KEYS[k + 1], sent = KEYS[k + 2],
                  rate = tonumber(ARGV[a + 1]), burst = tonumber(ARGV[a + 2]),
                  conc = tonumber(ARGV[a + 3]), quota = tonumber(ARGV[a + 4])}
@@ -101,6 +102,7 @@ if nlim > 0 then
     redis.call('LREM', KEYS[2], 1, ARGV[1])
     redis.call('HSET', KEYS[1], 'status', 'held', 'next_at', ready, 'held_by', hold.name)
     redis.call('ZADD', KEYS[5], ready, ARGV[1])
+    publish_mail(KEYS[6], ARGV[2], 'held', ARGV[3], {held_by = hold.name, ready = ready})
     return {'held', tostring(ready), hold.name}
   end
   for _, L in ipairs(need) do

@@ -46,6 +46,7 @@ local function record()
                'next_at', ARGV[7])
     redis.call('HDEL', KEYS[1], 'worker', 'started_at')
     redis.call('ZADD', KEYS[9], ARGV[7], ARGV[1])
+    publish_mail(KEYS[14], ARGV[10], 'held', redis.call('HGET', KEYS[1], 'queue'))
     return 1
   end
   -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum

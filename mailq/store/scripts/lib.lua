@@ -14,9 +14,11 @@ local function push_task(queue, wake, task, first)
 end
 
 -- Take a mail's task (or id) off the container its status says it is in.
-local function take_off(status, task, id, queue, schedule, retry, dead, outbox)
+local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
   if status == 'queued' then
     redis.call('LREM', queue, 1, task)
+  elseif status == 'held' then
+    redis.call('ZREM', held, task)
   end
   redis.call('ZREM', schedule, task)
   redis.call('ZREM', retry, task)
@@ -39,6 +41,14 @@ local function fetch_task(inflight, paused, first_key, first_name)
     end
   end
   return false
+end
+
+-- Tell the live pages (GET /api/events, store/live.py) that a mail changed: one JSON
+-- line on the events channel. With nobody subscribed a PUBLISH costs next to nothing.
+local function publish_mail(channel, id, status, queue, extra)
+  local event = {type = 'mail', id = id, status = status, queue = queue or ''}
+  for k, v in pairs(extra or {}) do event[k] = v end
+  redis.call('PUBLISH', channel, cjson.encode(event))
 end
 
 -- The event of an outcome, written by the script that records the outcome (so an
