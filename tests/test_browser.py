@@ -209,7 +209,9 @@ def outbox_ini(tmp_ini, redis_url, smtp_server, **web):
         smtp={'transport': 'outbox', 'from': 'mailq@example.com',
               'release_host': '127.0.0.1', 'release_port': str(smtp_server.port)},
         web={'username': USER, 'password': PASSWORD, **web},
-        templates={'path': str(REPO_ROOT / 'templates' / 'mail')}, **REPORT_JOB)
+        templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
+        # one mail to slow.example every 100 s: the second one is held (the Held tab)
+        **{'throttle:slow': {'domains': 'slow.example', 'rate': '0.01'}}, **REPORT_JOB)
 
 
 @pytest.fixture
@@ -404,7 +406,12 @@ def _basic():
 
 
 PAGES = ('/', '/busy', '/queues', '/queues/mailers', '/scheduled', '/retrying', '/dead',
-         '/cron', '/cron/report', '/outbox', '/suppressed')
+         '/cron', '/cron/report', '/outbox', '/suppressed', '/destinations', '/held')
+
+
+# How far the outbox's list overflows its column beside the pane (its Delete buttons cut).
+CLIPPED_LIST = ("(box => box.scrollWidth - box.clientWidth)"
+                "(document.querySelector('.catcher-list .table-scroll'))")
 
 
 def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, catcher,
@@ -417,7 +424,10 @@ def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, ca
                                 'text': 'x', 'html': '<p>Hello</p>'})['id']
     service.send(rt, {'to': 'later@example.com', 'subject': 'Later', 'text': 'x',
                       'delay': 3600})
+    slow = [service.send(rt, {'to': f'slow{i}@slow.example', 'subject': f'Slow {i}',
+                              'text': 'x'})['id'] for i in range(2)]
     wait_for(lambda: status_of(rt, mail_id) == 'sent', 'a caught mail')
+    wait_for(lambda: sorted(map(status_of, [rt] * 2, slow)) == ['held', 'sent'], 'a held mail')
     taken = 0
     for width in (1400, 390):
         for scheme in ('light', 'dark'):
@@ -425,9 +435,15 @@ def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, ca
             try:
                 for path in PAGES + (f'/mails/{mail_id}', f'/outbox?id={mail_id}'):
                     page.goto(path)
+                    if path == '/':          # the realtime chart with two intervals drawn
+                        page.select_option('#poll-interval', '2')
+                        page.wait_for_selector('#realtime[data-polls="3"]', state='attached')
                     overflow = page.evaluate('document.documentElement.scrollWidth - '
                                              'document.documentElement.clientWidth')
                     assert overflow <= 1, f'{path} at {width} px scrolls sideways by {overflow}'
+                    if width == 1400 and path.startswith('/outbox'):     # beside the pane
+                        clipped = page.evaluate(CLIPPED_LIST)
+                        assert clipped <= 1, f'{path}: the list is cut by {clipped} px'
                     bg = page.evaluate('getComputedStyle(document.body).backgroundColor')
                     assert (bg == 'rgb(18, 22, 29)') == (scheme == 'dark'), (path, bg)
                     name = (path.strip('/').replace('/', '-').replace('?id=', '-selected-')

@@ -34,6 +34,7 @@ COLUMNS = {
     'retrying': ('Next attempt', 'Attempts', 'To', 'Subject', 'Last error'),
     'dead': ('Died', 'Attempts', 'To', 'Subject', 'Last error'),
     'outbox': ('Time', 'From', 'To', 'Subject', ''),
+    'held': ('Ready at', 'Held by', 'To', 'Subject', 'Last reply'),
 }
 DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Killed',
               'delete': 'Deleted', 'clear': 'Cleared', 'pause': 'Paused',
@@ -228,15 +229,19 @@ def wants_all():
 
 # -- charts (server-side SVG)
 
-CHART_W, CHART_H = 720, 160        # the realtime chart (drawn by dashboard.js)
+CHART_W, CHART_H = 1100, 200       # the realtime chart (its lines and axes drawn by dashboard.js)
 HIST_W, HIST_H = 1100, 230          # the history charts: plot area plus the axes' margins
 MARGIN = {'left': 46, 'right': 10, 'top': 10, 'bottom': 28}
 MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
 def chart(days):
-    """The realtime chart's size (its points come from /api/stats in the browser)."""
-    return {'width': CHART_W, 'height': CHART_H}
+    """The realtime chart's frame, with the history charts' margins (its points and axes
+    come from /api/stats in the browser)."""
+    left, top = MARGIN['left'], MARGIN['top']
+    return {'width': CHART_W, 'height': CHART_H, 'left': left, 'top': top,
+            'plot_w': CHART_W - left - MARGIN['right'],
+            'plot_h': CHART_H - top - MARGIN['bottom']}
 
 
 def history_charts(days, queues):
