@@ -70,8 +70,16 @@ function startRealtime() {
   var KEY = 'mailq.pollInterval', POINTS = 60;
   var saved = parseInt(window.localStorage.getItem(KEY), 10);
   if (saved >= 2 && saved <= 20) { select.value = String(saved); }
+  // On a phone the chart is drawn as wide as the screen (as the history's narrow charts).
+  var narrow = window.matchMedia('(max-width: 700px)').matches;
+  var box = svg.viewBox.baseVal, every = narrow ? 20 : 10;
+  if (narrow) {
+    svg.setAttribute('viewBox', '0 0 ' + svg.dataset.narrowW + ' ' + box.height);
+    svg.classList.add('fits');
+  }
   var left = +svg.dataset.left, top0 = +svg.dataset.top;
-  var plotW = +svg.dataset.plotW, plotH = +svg.dataset.plotH, bottom = top0 + plotH;
+  var plotW = svg.viewBox.baseVal.width - left - svg.dataset.right;
+  var plotH = +svg.dataset.plotH, bottom = top0 + plotH;
   var step = plotW / (POINTS - 1);
   var previous = null, series = [], timer = null;
   var bands = [];
@@ -99,7 +107,7 @@ function startRealtime() {
     xAxis.appendChild(svgEl('line', {x1: left, x2: left + plotW, y1: bottom, y2: bottom}));
     series.forEach(function (p, i) {
       var slot = POINTS - series.length + i;
-      if ((POINTS - 1 - slot) % 10 !== 0) { return; }
+      if ((POINTS - 1 - slot) % every !== 0) { return; }
       var x = (left + slot * step).toFixed(1);
       xAxis.appendChild(svgEl('line', {x1: x, x2: x, y1: bottom, y2: bottom + 4}));
       xAxis.appendChild(svgEl('text', {x: x, y: bottom + 17,
