@@ -377,3 +377,37 @@ def test_every_change_by_hand_is_published_for_the_live_pages(checked_limits_rt)
     assert heard[3:] == [(a, 'retrying', None), (b, 'held', 'relay'), (a, 'dead', None),
                          (a, 'queued', None), (b, 'cancelled', None), (c, 'deleted', None),
                          (a, 'released', None), ('', 'deleted', None)]
+
+
+@pytest.fixture
+def checked_group_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_rt with one [throttle:NAME] group limited by concurrency alone."""
+    from support.ini import smtp_section
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  **{'throttle:one': {'domains': 'one.example', 'concurrency': '1'}})
+    return checked_runtime(ini, monkeypatch)
+
+
+def test_the_mail_leaving_a_group_slot_wakes_the_one_waiting_for_it(checked_group_rt,
+                                                                     redis_client):
+    """A mail held for a concurrency slot does not poll: its ready time is a 1 s safety
+    net, and finish.lua makes it due the moment the slot's holder leaves."""
+    rt, store = checked_group_rt, checked_group_rt.store
+    worker, now = 'host:1:abc', time.time()
+    first, second = send(rt, to='a@one.example'), send(rt, to='b@one.example')
+    _, task, _ = store.take(worker, ['mailers'], 't1', now=now)
+    assert task_mail_id(task) == first
+    assert store.take(worker, ['mailers'], 't2', now=now) is None      # no slot: held
+    [(waiting, _)] = redis_client.zrange('mailq:limit:one:waiting', 0, -1, withscores=True)
+    assert task_mail_id(waiting) == second and store.get(second).fields['held_by'] == 'one'
+    assert redis_client.zscore('mailq:held', waiting) == pytest.approx(now + 1, abs=0.01)
+    assert store.move_due(now=now + 0.5) == 0                          # not polled
+    attempt = {'at': now, 'worker': worker, 'outcome': 'sent', 'code': 250, 'reply': 'ok',
+               'duration': 0.01}
+    assert store.finish(first, task, worker, 't1', 'sent', attempt, now=now + 0.6)[0] == 1
+    assert redis_client.zscore('mailq:held', waiting) == pytest.approx(now + 0.6)
+    assert redis_client.zcard('mailq:limit:one:waiting') == 0
+    assert store.move_due(now=now + 0.6) == 1
+    _, task, _ = store.take(worker, ['mailers'], 't2', now=now + 0.6)
+    assert task_mail_id(task) == second
+    assert rt.scripts_run >= {'claim', 'finish', 'due'}

@@ -37,6 +37,8 @@
     <p>:limit:<name>:slots  zset    slot holders (a thread's session, or a mail), by lease end
     <p>:limit:<name>:sent   zset    mails sent in the last 24 h (daily_quota), by time
     <p>:limit:<name>:free   list    wake tokens for threads waiting for a session slot
+    <p>:limit:<name>:waiting zset   tasks of mails held for a slot of group <name>, by
+                                    time held (the one leaving a slot wakes the first)
 """
 
 
@@ -118,3 +120,6 @@ class Keys:
 
     def limit_free(self, name):
         return f'{self.prefix}limit:{name}:free'
+
+    def limit_waiting(self, name):
+        return f'{self.prefix}limit:{name}:waiting'

@@ -8,7 +8,8 @@
 --       suppression order zset, the events channel (pub/sub), today's outcomes hash,
 --       then the event stream of each webhook endpoint, the
 --       limiters' slots zsets (the relay's session slots first, with max connections;
---       then those with a concurrency, whose slot the mail leaves), the paused set and
+--       then, for each group with a concurrency, the slots zset the mail leaves and its
+--       waiting zset, and the held set last), the paused set and
 --       the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
@@ -122,8 +123,10 @@ end
 
 local recorded = record()
 local nslots, max_conn = tonumber(ARGV[24 + n]), tonumber(ARGV[25 + n])
-for i = (max_conn > 0 and 2 or 1), nslots do
-  redis.call('ZREM', KEYS[15 + n + i], ARGV[10])
+for i = (max_conn > 0 and 2 or 1), nslots - 1, 2 do
+  if redis.call('ZREM', KEYS[15 + n + i], ARGV[10]) == 1 then
+    wake_waiter(KEYS[16 + n + i], KEYS[15 + n + nslots], ARGV[4])
+  end
 end
 local next_task = false
 if session_slot(KEYS[16 + n], ARGV[26 + n], max_conn, tonumber(ARGV[4]),

@@ -103,6 +103,21 @@ local function current_rate(rate, cut_rate, cut_at, step, now)
   return math.min(rate, tonumber(cut_rate) + step * math.max(0, now - tonumber(cut_at)))
 end
 
+-- A group's concurrency slot was left: the first mail still held waiting for one
+-- (claim.lua) becomes due now, so the next tick puts it on its queue instead of it
+-- polling. Waiters that have moved on since (sent, cancelled) are dropped on the way.
+local function wake_waiter(waiting, held, now)
+  for _ = 1, 10 do
+    local first = redis.call('ZRANGE', waiting, 0, 0)[1]
+    if not first then return end
+    redis.call('ZREM', waiting, first)
+    if redis.call('ZSCORE', held, first) then
+      redis.call('ZADD', held, now, first)
+      return
+    end
+  end
+end
+
 -- A thread's session slot on a relay with [smtp] max_connections: renew the lease of the
 -- slot it holds, or take a free one. Leases that ran out (a worker killed) are freed
 -- first. `max` 0: no limit, nothing is called. Returns true when the thread holds one.
