@@ -33,6 +33,9 @@ document.addEventListener('DOMContentLoaded', function () {
       rowBoxes().forEach(function (box) { box.checked = all.checked; });
     });
   });
+  // On a phone the tabs scroll sideways: bring the current one into view.
+  var tab = document.querySelector('header.top nav a.active');
+  if (tab) { tab.parentNode.scrollLeft = tab.offsetLeft - tab.parentNode.offsetLeft - 40; }
   startRealtime();
   startLive();
   startCatcher();
