@@ -1,5 +1,6 @@
 """The data layer (mailq/store/): key names, the states table, and that every Lua
 script touches only the keys it is given in KEYS."""
+import json
 import re
 import time
 from pathlib import Path
@@ -411,3 +412,36 @@ def test_the_mail_leaving_a_group_slot_wakes_the_one_waiting_for_it(checked_grou
     _, task, _ = store.take(worker, ['mailers'], 't2', now=now + 0.6)
     assert task_mail_id(task) == second
     assert rt.scripts_run >= {'claim', 'finish', 'due'}
+
+
+@pytest.fixture
+def checked_held_hook_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_group_rt with an endpoint that names mail.held, and one on `*`."""
+    from support.ini import smtp_section
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  **{'throttle:one': {'domains': 'one.example', 'concurrency': '1'},
+                     'webhook:app': {'url': 'http://127.0.0.1:9/', 'secret': 's',
+                                     'events': 'mail.held, mail.sent'},
+                     'webhook:all': {'url': 'http://127.0.0.1:9/', 'secret': 's'}})
+    return checked_runtime(ini, monkeypatch)
+
+
+def test_a_mail_held_the_first_time_is_a_mail_held_event_for_who_names_it(
+        checked_held_hook_rt, redis_client):
+    from mailq.webhooks import event_body
+    rt, store = checked_held_hook_rt, checked_held_hook_rt.store
+    worker, now = 'host:1:abc', time.time()
+    send(rt, to='a@one.example')
+    second = send(rt, to='b@one.example')
+    store.take(worker, ['mailers'], 't1', now=now)
+    assert store.take(worker, ['mailers'], 't2', now=now) is None       # held
+    assert store.move_due(now=now + 2) == 1
+    assert store.take(worker, ['mailers'], 't2', now=now + 2) is None   # held again
+    entries = redis_client.xrange(rt.keys.hook_events('app'))
+    assert [f[b'type'] for _, f in entries] == [b'mail.held']          # the first hold only
+    assert not redis_client.exists(rt.keys.hook_events('all'))          # `*` leaves it out
+    entry_id, fields = entries[0]
+    _, body = event_body(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+    mail = json.loads(body)['mail']
+    assert (mail['id'], mail['status'], mail['held_by']) == (second, 'held', 'one')
+    assert mail['ready_at'].endswith('Z')

@@ -107,6 +107,7 @@ class Limits:
             keys.limit(lim.name), keys.limit_slots(lim.name), keys.limit_sent(lim.name),
             keys.limit_waiting(lim.name))]
         self.claim_args = [len(checked), self.lease] if checked else [0]
+        self.checks_claims = bool(checked)      # then claim.lua may hold, and tell webhooks
         for lim in checked:
             self.claim_args += [lim.name, lim.rate or 0, lim.bucket, lim.concurrency or 0
                                 if lim.name != RELAY else 0, lim.daily_quota or 0,

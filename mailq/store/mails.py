@@ -209,12 +209,14 @@ class Store:
         holds, which goes to the held set."""
         keys = self.keys
         mail_id = task_mail_id(task) or '-'
-        limits = self.throttle
+        limits, events = self.throttle, self.events
+        hooks_keys, hooks_args = (events.streams, [len(events.streams), *events.subscriptions]) \
+            if limits.checks_claims else ((), ())
         claim = self.scripts.claim(
             keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
-                  keys.suppressed, *limits.claim_keys],
+                  keys.suppressed, *limits.claim_keys, *hooks_keys],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args])
+                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args])
         if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
             return None
         sender, rcpts, raw, attempts, suppressed, *relay = claim

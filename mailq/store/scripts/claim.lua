@@ -15,11 +15,13 @@
 -- that ran out, a worker's stop).
 -- KEYS: record, in-flight list, busy hash, suppression hash, held zset, events channel
 --       (the live pages hear of a held mail), then the hash, slots zset, sent zset and
---       waiting zset of each limiter
+--       waiting zset of each limiter, then (with limiters) the event stream of each
+--       webhook endpoint
 -- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
 --       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
 --       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
---       every mail), step of the additive increase
+--       every mail), step of the additive increase; then (with limiters) n endpoints and
+--       their subscriptions (n)
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to',
                      'relay')
 local stale = f[1] ~= ARGV[1]
@@ -110,6 +112,13 @@ if nlim > 0 then
     redis.call('ZADD', KEYS[5], ready, ARGV[1])
     if for_slot then redis.call('ZADD', hold.waiting, 'NX', now, ARGV[1]) end
     publish_mail(KEYS[6], ARGV[2], 'held', ARGV[3], {held_by = hold.name, ready = ready})
+    -- mail.held for the endpoints that name it, on a mail's first hold only
+    local hooks = base + 2 + 7 * nlim
+    local nhooks = tonumber(ARGV[hooks] or 0)
+    if nhooks > 0 and redis.call('HSETNX', KEYS[1], 'held_at', ARGV[6]) == 1 then
+      emit('mail.held', KEYS[1], ARGV[6], {'held_by', hold.name, 'ready_at', tostring(ready)},
+           6 + 4 * nlim, hooks, nhooks)
+    end
     return {'held', tostring(ready), hold.name}
   end
   for _, L in ipairs(need) do
