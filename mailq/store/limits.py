@@ -15,8 +15,9 @@ A mail that must wait is held (states.HELD): its task sits in the held set with 
 time its token comes, no attempt counted; the scheduler tick puts it back on its queue
 then (Store.move_due). A mail held for a group's concurrency slot waits in that group's
 waiting set too: the mail that leaves the slot makes it due at once (finish.lua), so it
-does not poll; its ready time, a second away, is only the safety net. A throttling reply (throttling.py decides which) cuts the rate
-of the limiters the mail needed in half, and it climbs back by additive increase.
+does not poll; its ready time, a second away, is only the safety net. A throttling
+reply (throttling.py decides which) cuts the rate of the limiters the mail needed in
+half, and it climbs back by additive increase.
 """
 import json
 import time
