@@ -290,10 +290,12 @@ def test_held_mails_and_changes_by_hand_update_open_lists_without_a_reload(brows
         assert 'slow' in text and 'in 1.' in text          # its limiter, ready in ~100 s
         status, _, body = web.request('GET', '/api/held', headers=auth)
         assert [(r['id'], r['held_by']) for r in body['rows']] == [(held, 'slow')]
+        page.wait_for_selector('[data-stat="held"]:text-is("1")', timeout=5000)   # live count
         assert web.request('DELETE', f'/api/mails/{held}', headers=auth)[0] == 200
         page.wait_for_selector(f'#rows-body tr[data-id="{held}"]', state='detached',
                                timeout=2000)
         assert rt.redis.zcard(rt.keys.held) == 0
+        page.wait_for_selector('[data-stat="held"]:text-is("0")', timeout=5000)
         sent = next(i for i in ids if i != held)
         page.goto('/outbox')
         page.wait_for_selector('body[data-live="sse"]')

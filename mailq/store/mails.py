@@ -369,15 +369,16 @@ class Store:
         pipe.zcard(keys.schedule)
         pipe.zcard(keys.retry)
         pipe.zcard(keys.dead)
+        pipe.zcard(keys.held)
         pipe.zrange(keys.workers, 0, -1)
         for name in queues:
             pipe.llen(keys.queue(name))
-        processed, failed, scheduled, retrying, dead, workers, *sizes = pipe.execute()
+        processed, failed, scheduled, retrying, dead, held, workers, *sizes = pipe.execute()
         busy = self.workers.busy_count([w.decode() for w in workers])
         return {
             'processed': int(processed or 0), 'failed': int(failed or 0),
             'enqueued': sum(sizes), 'scheduled': scheduled, 'retrying': retrying,
-            'dead': dead, 'busy': busy, 'queues': dict(zip(queues, sizes)),
+            'dead': dead, 'held': held, 'busy': busy, 'queues': dict(zip(queues, sizes)),
         }
 
     def queue_latencies(self, names, now=None):
