@@ -39,6 +39,10 @@
     <p>:limit:<name>:free   list    wake tokens for threads waiting for a session slot
     <p>:limit:<name>:waiting zset   tasks of mails held for a slot of group <name>, by
                                     time held (the one leaving a slot wakes the first)
+    <p>:ix:<kind>:<value>   zset    search index (store/search.py): mail ids by created_at,
+                                    kind 'rcpt' (normalised address), 'msgid', 'idem'
+    <p>:ix:since            string  when this layout first ran: mails older than it are
+                                    not in the indexes
 """
 
 
@@ -57,6 +61,8 @@ class Keys:
         self.suppressed_order = self.prefix + 'suppressed:order'
         self.events = self.prefix + 'events'
         self.held = self.prefix + 'held'
+        self.index_since = self.prefix + 'ix:since'
+        self.index_pattern = self.prefix + 'ix:*:*'
 
     def record(self, mail_id):
         return f'{self.prefix}m:{mail_id}'
@@ -123,3 +129,6 @@ class Keys:
 
     def limit_waiting(self, name):
         return f'{self.prefix}limit:{name}:waiting'
+
+    def index(self, kind, value):
+        return f'{self.prefix}ix:{kind}:{value}'
