@@ -90,6 +90,8 @@ def event_body(entry_id, fields):
             'recipients': recipients,
         },
     }
+    if fields.get('held_by'):          # mail.held: which limiter, and when its token comes
+        body['mail'].update(held_by=fields['held_by'], ready_at=iso(fields.get('ready_at')))
     return body['id'], json.dumps(body, separators=(',', ':'), ensure_ascii=False).encode()
 
 

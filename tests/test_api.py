@@ -98,7 +98,7 @@ def test_stats_and_health(web):
     status, _, stats = web.get('/api/stats')
     assert status == 200
     assert stats == {'processed': 0, 'failed': 0, 'enqueued': 1, 'scheduled': 1, 'retrying': 0,
-                     'dead': 0, 'busy': 0, 'queues': {'mailers': 1, 'default': 0}}
+                     'dead': 0, 'held': 0, 'busy': 0, 'queues': {'mailers': 1, 'default': 0}}
     status, _, health = web.get('/healthz')
     assert status == 200 and health['ok'] is True and health['persistence'] is False
     assert 'appendonly' in health['warning']

@@ -2,6 +2,7 @@
 a real worker process, Redis and the aiosmtpd server. Screenshots of every
 page go to tests/artifacts/ for people to look at.
 """
+import re
 import time
 
 import pytest
@@ -233,7 +234,9 @@ def outbox_ini(tmp_ini, redis_url, smtp_server, **web):
         smtp={'transport': 'outbox', 'from': 'mailq@example.com',
               'release_host': '127.0.0.1', 'release_port': str(smtp_server.port)},
         web={'username': USER, 'password': PASSWORD, **web},
-        templates={'path': str(REPO_ROOT / 'templates' / 'mail')}, **REPORT_JOB)
+        templates={'path': str(REPO_ROOT / 'templates' / 'mail')},
+        # one mail to slow.example every 100 s: the second one is held (the Held tab)
+        **{'throttle:slow': {'domains': 'slow.example', 'rate': '0.01'}}, **REPORT_JOB)
 
 
 @pytest.fixture
@@ -288,6 +291,46 @@ def test_a_mail_posted_while_the_outbox_is_open_appears_within_2_s(browser, catc
     finally:
         page.context.close()
     print(f'live arrival after {took * 1000:.0f} ms')
+
+
+def test_held_mails_and_changes_by_hand_update_open_lists_without_a_reload(browser, catcher):
+    """A held mail appears on the open Held tab with its limiter and ready time, and
+    leaves it when cancelled (at once, not at the next tick); a mail deleted through the
+    API leaves the open outbox. Each within 2 s, without a reload."""
+    web, rt, _ = catcher
+    auth = {'Authorization': _basic()}
+    page = wide_page(browser, web.url)
+    try:
+        page.goto('/held')
+        page.wait_for_selector('body[data-live="sse"]')
+        assert page.locator('nav a[href="/held"]').get_attribute('aria-current') == 'page'
+        ids = [web.request('POST', '/api/mails', {'to': f's{i}@slow.example', 'subject':
+                                                  f'Slow {i}', 'text': 'x'},
+                           headers=auth)[2]['id'] for i in range(2)]
+        row = page.wait_for_selector('#rows-body tr.new[data-id]', timeout=2000)
+        held = row.get_attribute('data-id')
+        assert held in ids and status_of(rt, held) == 'held'
+        text = row.inner_text()
+        assert 'slow' in text and 'in 1.' in text          # its limiter, ready in ~100 s
+        status, _, body = web.request('GET', '/api/held', headers=auth)
+        assert [(r['id'], r['held_by']) for r in body['rows']] == [(held, 'slow')]
+        page.wait_for_selector('[data-stat="held"]:text-is("1")', timeout=5000)   # live count
+        assert web.request('DELETE', f'/api/mails/{held}', headers=auth)[0] == 200
+        page.wait_for_selector(f'#rows-body tr[data-id="{held}"]', state='detached',
+                               timeout=2000)
+        assert rt.redis.zcard(rt.keys.held) == 0
+        page.wait_for_selector('[data-stat="held"]:text-is("0")', timeout=5000)
+        sent = next(i for i in ids if i != held)
+        page.goto('/outbox')
+        page.wait_for_selector('body[data-live="sse"]')
+        page.wait_for_selector(f'#rows-body tr[data-id="{sent}"]')
+        status, _, _ = web.request('POST', '/api/outbox/delete', {'ids': [sent]}, headers=auth)
+        assert status == 200
+        page.wait_for_selector(f'#rows-body tr[data-id="{sent}"]', state='detached',
+                               timeout=2000)
+        assert page.console_errors == []
+    finally:
+        page.context.close()
 
 
 def test_the_outbox_falls_back_to_polling_when_no_stream_is_free(browser, tmp_ini, redis_url,
@@ -417,6 +460,38 @@ def test_a_chart_tooltip_shows_the_figure_the_api_reports(browser, catcher):
         page.context.close()
 
 
+def test_the_realtime_chart_has_axes_and_a_tooltip_per_interval(browser, catcher):
+    """Time on x, counts on y, and the tooltips of its intervals add up to the mails
+    delivered while the page was open; arrow keys step from one to the next."""
+    web, rt, _ = catcher
+    page = wide_page(browser, web.url)
+    try:
+        page.goto('/')
+        page.select_option('#poll-interval', '2')
+        page.wait_for_selector('#realtime[data-polls="2"]', state='attached')
+        for i in range(3):
+            service.send(rt, {'to': f'rt{i}@example.com', 'subject': 'Live', 'text': 'x'})
+        wait_for(lambda: service.stats(rt)['processed'] == 3, 'three deliveries')
+        polls = int(page.get_attribute('#realtime', 'data-polls'))
+        page.wait_for_selector(f'#realtime[data-polls="{polls + 1}"]', state='attached')
+        y_labels = page.locator('#rt-y text').all_text_contents()
+        assert y_labels == ['0', '1', '2', '3', '4']
+        x_labels = page.locator('#rt-x text').all_text_contents()
+        assert x_labels and all(re.fullmatch(r'\d\d:\d\d:\d\d', t) for t in x_labels)
+        points = page.locator('#realtime rect.point[tabindex="0"]')
+        tips = [points.nth(i).get_attribute('data-tip') for i in range(points.count())]
+        counted = [int(re.search(r': (\d+) processed', tip).group(1)) for tip in tips]
+        assert sum(counted) == 3, tips
+        points.last.focus()
+        tip = page.locator('#tip-realtime')
+        assert tip.is_visible() and tip.inner_text() == tips[-1]
+        page.keyboard.press('ArrowLeft')
+        assert tip.inner_text() == tips[-2]
+        assert page.console_errors == []
+    finally:
+        page.context.close()
+
+
 def dashboard_months():
     from mailq.web.dashboard import MONTHS
     return MONTHS
@@ -428,7 +503,12 @@ def _basic():
 
 
 PAGES = ('/', '/busy', '/queues', '/queues/mailers', '/scheduled', '/retrying', '/dead',
-         '/cron', '/cron/report', '/outbox', '/suppressed')
+         '/cron', '/cron/report', '/outbox', '/suppressed', '/destinations', '/held')
+
+
+# How far the outbox's list overflows its column beside the pane (its Delete buttons cut).
+CLIPPED_LIST = ("(box => box.scrollWidth - box.clientWidth)"
+                "(document.querySelector('.catcher-list .table-scroll'))")
 
 
 def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, catcher,
@@ -441,7 +521,10 @@ def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, ca
                                 'text': 'x', 'html': '<p>Hello</p>'})['id']
     service.send(rt, {'to': 'later@example.com', 'subject': 'Later', 'text': 'x',
                       'delay': 3600})
+    slow = [service.send(rt, {'to': f'slow{i}@slow.example', 'subject': f'Slow {i}',
+                              'text': 'x'})['id'] for i in range(2)]
     wait_for(lambda: status_of(rt, mail_id) == 'sent', 'a caught mail')
+    wait_for(lambda: sorted(map(status_of, [rt] * 2, slow)) == ['held', 'sent'], 'a held mail')
     taken = 0
     for width in (1400, 390):
         for scheme in ('light', 'dark'):
@@ -449,9 +532,15 @@ def test_screenshots_of_every_page_at_1400_and_390_px_light_and_dark(browser, ca
             try:
                 for path in PAGES + (f'/mails/{mail_id}', f'/outbox?id={mail_id}'):
                     page.goto(path)
+                    if path == '/':          # the realtime chart with two intervals drawn
+                        page.select_option('#poll-interval', '2')
+                        page.wait_for_selector('#realtime[data-polls="3"]', state='attached')
                     overflow = page.evaluate('document.documentElement.scrollWidth - '
                                              'document.documentElement.clientWidth')
                     assert overflow <= 1, f'{path} at {width} px scrolls sideways by {overflow}'
+                    if width == 1400 and path.startswith('/outbox'):     # beside the pane
+                        clipped = page.evaluate(CLIPPED_LIST)
+                        assert clipped <= 1, f'{path}: the list is cut by {clipped} px'
                     bg = page.evaluate('getComputedStyle(document.body).backgroundColor')
                     assert (bg == 'rgb(18, 22, 29)') == (scheme == 'dark'), (path, bg)
                     name = (path.strip('/').replace('/', '-').replace('?id=', '-selected-')

@@ -1,5 +1,6 @@
 """The data layer (mailq/store/): key names, the states table, and that every Lua
 script touches only the keys it is given in KEYS."""
+import json
 import re
 import time
 from pathlib import Path
@@ -339,3 +340,124 @@ def test_accept_reloads_its_script_and_replaces_a_closed_connection(mailq_ini, r
     ids.append(send(rt))                        # its pooled connection was closed
     assert [rt.store.get(i).status for i in ids] == ['queued'] * 3
     assert isinstance(rt.store.scripts.accept, store_scripts.DirectScript)
+
+
+def test_a_held_mail_cancelled_or_deleted_leaves_the_held_set_at_once(checked_limits_rt,
+                                                                       redis_client):
+    """Not at the next tick: cancel.lua and admin_delete.lua take it off the held set
+    (through KEYS, checked), and the Held list shows each held mail with its limiter."""
+    rt, store = checked_limits_rt, checked_limits_rt.store
+    worker, now = 'host:1:abc', time.time()
+    first, cancelled, deleted = send(rt), send(rt), send(rt)
+    _, task, _ = store.take(worker, ['mailers'], 't1', now=now)     # the relay's one token
+    assert finish(rt, first, task, worker, 'sent') == 1
+    assert store.take(worker, ['mailers'], 't1', now=now) is None   # held, and the next
+    assert store.take(worker, ['mailers'], 't1', now=now) is None
+    assert redis_client.zcard('mailq:held') == 2
+    rows = admin.listing(rt, 'held')['rows']
+    assert [(r['id'], r['status'], r['held_by']) for r in rows] == [
+        (cancelled, 'held', 'relay'), (deleted, 'held', 'relay')]
+    assert rows[0]['at_ts'] < rows[1]['at_ts']                       # spaced at the pace
+    assert store.get(cancelled).view()['held_by'] == 'relay'
+    assert service.cancel(rt, cancelled)['status'] == 'cancelled'
+    assert [task_mail_id(t) for t in redis_client.zrange('mailq:held', 0, -1)] == [deleted]
+    assert admin.act(rt, 'held', 'delete', [deleted])['done'] == 1
+    assert redis_client.zcard('mailq:held') == 0 and store.get(deleted) is None
+
+
+def test_every_change_by_hand_is_published_for_the_live_pages(checked_limits_rt):
+    """Retry, kill, delete, cancel, clear, a release noted, a held mail and the tick's
+    moves each send a line on the events channel, so open lists update without a
+    reload (GET /api/events)."""
+    rt, store = checked_limits_rt, checked_limits_rt.store
+    worker, now = 'host:1:abc', time.time()
+    live = store.live_events()
+    try:
+        a, b, c = send(rt), send(rt), send(rt, delay=3600)
+        _, task, _ = store.take(worker, ['mailers'], 't1', now=now)
+        assert finish(rt, a, task, worker, 'retrying', next_at=now + 60,
+                      new_task=rt.new_task(a, 'mailers')) == 1
+        assert store.take(worker, ['mailers'], 't1', now=now) is None    # b is held
+        assert admin.act(rt, 'retrying', 'kill', [a])['done'] == 1
+        assert admin.act(rt, 'dead', 'retry', [a])['done'] == 1
+        assert service.cancel(rt, b)['status'] == 'cancelled'
+        assert admin.act(rt, 'scheduled', 'delete', [c])['done'] == 1
+        store.note_release(a, 'copy1', ['qa@example.com'], now)
+        assert admin.clear_queue(rt, 'mailers')['deleted'] == 1
+        heard, deadline = [], time.monotonic() + 5
+        while len(heard) < 11 and time.monotonic() < deadline:
+            event = live.next(timeout=0.1)
+            if event:
+                heard.append((event.get('id'), event['status'], event.get('held_by')))
+    finally:
+        live.close()
+    assert heard[3:] == [(a, 'retrying', None), (b, 'held', 'relay'), (a, 'dead', None),
+                         (a, 'queued', None), (b, 'cancelled', None), (c, 'deleted', None),
+                         (a, 'released', None), ('', 'deleted', None)]
+
+
+@pytest.fixture
+def checked_group_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_rt with one [throttle:NAME] group limited by concurrency alone."""
+    from support.ini import smtp_section
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  **{'throttle:one': {'domains': 'one.example', 'concurrency': '1'}})
+    return checked_runtime(ini, monkeypatch)
+
+
+def test_the_mail_leaving_a_group_slot_wakes_the_one_waiting_for_it(checked_group_rt,
+                                                                     redis_client):
+    """A mail held for a concurrency slot does not poll: its ready time is a 1 s safety
+    net, and finish.lua makes it due the moment the slot's holder leaves."""
+    rt, store = checked_group_rt, checked_group_rt.store
+    worker, now = 'host:1:abc', time.time()
+    first, second = send(rt, to='a@one.example'), send(rt, to='b@one.example')
+    _, task, _ = store.take(worker, ['mailers'], 't1', now=now)
+    assert task_mail_id(task) == first
+    assert store.take(worker, ['mailers'], 't2', now=now) is None      # no slot: held
+    [(waiting, _)] = redis_client.zrange('mailq:limit:one:waiting', 0, -1, withscores=True)
+    assert task_mail_id(waiting) == second and store.get(second).fields['held_by'] == 'one'
+    assert redis_client.zscore('mailq:held', waiting) == pytest.approx(now + 1, abs=0.01)
+    assert store.move_due(now=now + 0.5) == 0                          # not polled
+    attempt = {'at': now, 'worker': worker, 'outcome': 'sent', 'code': 250, 'reply': 'ok',
+               'duration': 0.01}
+    assert store.finish(first, task, worker, 't1', 'sent', attempt, now=now + 0.6)[0] == 1
+    assert redis_client.zscore('mailq:held', waiting) == pytest.approx(now + 0.6)
+    assert redis_client.zcard('mailq:limit:one:waiting') == 0
+    assert store.move_due(now=now + 0.6) == 1
+    _, task, _ = store.take(worker, ['mailers'], 't2', now=now + 0.6)
+    assert task_mail_id(task) == second
+    assert rt.scripts_run >= {'claim', 'finish', 'due'}
+
+
+@pytest.fixture
+def checked_held_hook_rt(tmp_ini, redis_url, smtp_server, monkeypatch):
+    """checked_group_rt with an endpoint that names mail.held, and one on `*`."""
+    from support.ini import smtp_section
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  **{'throttle:one': {'domains': 'one.example', 'concurrency': '1'},
+                     'webhook:app': {'url': 'http://127.0.0.1:9/', 'secret': 's',
+                                     'events': 'mail.held, mail.sent'},
+                     'webhook:all': {'url': 'http://127.0.0.1:9/', 'secret': 's'}})
+    return checked_runtime(ini, monkeypatch)
+
+
+def test_a_mail_held_the_first_time_is_a_mail_held_event_for_who_names_it(
+        checked_held_hook_rt, redis_client):
+    from mailq.webhooks import event_body
+    rt, store = checked_held_hook_rt, checked_held_hook_rt.store
+    worker, now = 'host:1:abc', time.time()
+    send(rt, to='a@one.example')
+    second = send(rt, to='b@one.example')
+    store.take(worker, ['mailers'], 't1', now=now)
+    assert store.take(worker, ['mailers'], 't2', now=now) is None       # held
+    assert store.move_due(now=now + 2) == 1
+    assert store.take(worker, ['mailers'], 't2', now=now + 2) is None   # held again
+    entries = redis_client.xrange(rt.keys.hook_events('app'))
+    assert [f[b'type'] for _, f in entries] == [b'mail.held']          # the first hold only
+    assert not redis_client.exists(rt.keys.hook_events('all'))          # `*` leaves it out
+    entry_id, fields = entries[0]
+    _, body = event_body(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+    mail = json.loads(body)['mail']
+    assert (mail['id'], mail['status'], mail['held_by']) == (second, 'held', 'one')
+    assert mail['ready_at'].endswith('Z')

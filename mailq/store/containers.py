@@ -1,9 +1,10 @@
-"""Where mails wait, one class per Redis structure: Queue, Schedule, Retries, Dead, Outbox.
+"""Where mails wait, one class per Redis structure: Queue, Schedule, Retries, Dead, Outbox,
+Held.
 
 Each knows its key, how to count and page it, how to filter it inside Redis
 (admin_filter.lua) and how to empty it (admin_clear.lua). A queue is a list of
 Huey tasks (workers pop from the right, so the oldest is last); the others are
-sorted sets, of tasks (schedule, retry) or of mail ids (dead, outbox).
+sorted sets, of tasks (schedule, retry, held) or of mail ids (dead, outbox).
 """
 import json
 import re
@@ -110,7 +111,7 @@ class Container:
         for i in range(0, len(members), CHUNK):
             chunk = members[i:i + CHUNK]
             ids = [self.mail_id(member) or '-' for member in chunk]
-            keys, args = [self.key], [self.kind.state, self.kind.members]
+            keys, args = [self.key, self.keys.events], [self.kind.state, self.kind.members]
             for member, mail_id, indexes in zip(chunk, ids,
                                                 indexes_of_records(self.redis, self.keys, ids)):
                 keys += [self.keys.record(mail_id), self.keys.log(mail_id),
@@ -173,6 +174,11 @@ class Schedule(SortedSet):
 
 class Retries(SortedSet):
     kind = LISTS['retrying']
+
+
+class Held(SortedSet):
+    """Mails waiting for a limiter's token (store/limits.py), by ready time."""
+    kind = LISTS['held']
 
 
 class Bounded(SortedSet):

@@ -41,6 +41,8 @@
     <p>:limit:<name>:slots  zset    slot holders (a thread's session, or a mail), by lease end
     <p>:limit:<name>:sent   zset    mails sent in the last 24 h (daily_quota), by time
     <p>:limit:<name>:free   list    wake tokens for threads waiting for a session slot
+    <p>:limit:<name>:waiting zset   tasks of mails held for a slot of group <name>, by
+                                    time held (the one leaving a slot wakes the first)
     <p>:ix:<kind>:<value>   zset    search index (store/search.py): mail ids by created_at,
                                     kind 'rcpt' (normalised address), 'msgid', 'idem'
     <p>:ix:since            string  when this layout first ran: mails older than it are
@@ -131,6 +133,9 @@ class Keys:
 
     def limit_free(self, name):
         return f'{self.prefix}limit:{name}:free'
+
+    def limit_waiting(self, name):
+        return f'{self.prefix}limit:{name}:waiting'
 
     def index(self, kind, value):
         return f'{self.prefix}ix:{kind}:{value}'

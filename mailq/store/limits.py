@@ -13,8 +13,11 @@ get empty blocks and make no extra call.
 
 A mail that must wait is held (states.HELD): its task sits in the held set with the
 time its token comes, no attempt counted; the scheduler tick puts it back on its queue
-then (Store.move_due). A throttling reply (throttling.py decides which) cuts the rate
-of the limiters the mail needed in half, and it climbs back by additive increase.
+then (Store.move_due). A mail held for a group's concurrency slot waits in that group's
+waiting set too: the mail that leaves the slot makes it due at once (finish.lua), so it
+does not poll; its ready time, a second away, is only the safety net. A throttling
+reply (throttling.py decides which) cuts the rate of the limiters the mail needed in
+half, and it climbs back by additive increase.
 """
 import json
 import time
@@ -101,20 +104,24 @@ class Limits:
         self.on = bool(self.all)
         checked = [lim for lim in self.all if lim.per_mail]
         # claim.lua's block: KEYS and ARGV after its own (see its header)
-        self.claim_keys = [keys.held] + [k for lim in checked for k in (
-            keys.limit(lim.name), keys.limit_slots(lim.name), keys.limit_sent(lim.name))]
+        self.claim_keys = [keys.held, keys.events] + [k for lim in checked for k in (
+            keys.limit(lim.name), keys.limit_slots(lim.name), keys.limit_sent(lim.name),
+            keys.limit_waiting(lim.name))]
         self.claim_args = [len(checked), self.lease] if checked else [0]
+        self.checks_claims = bool(checked)      # then claim.lua may hold, and tell webhooks
         for lim in checked:
             self.claim_args += [lim.name, lim.rate or 0, lim.bucket, lim.concurrency or 0
                                 if lim.name != RELAY else 0, lim.daily_quota or 0,
                                 ' '.join(['', *lim.domains, '']) if lim.domains != ('*',)
                                 else '*', lim.step]
         # finish.lua's block: the session slots first (with max_connections), then the
-        # slots a mail leaves
+        # slots a mail leaves, each with its waiting set, and the held set
         self.session_key = keys.limit_slots(RELAY) if self.max_connections else ''
+        groups = [lim for lim in self.all if lim.concurrency and lim.name != RELAY]
         self.finish_keys = ([self.session_key] if self.max_connections else []) + \
-            [keys.limit_slots(lim.name) for lim in self.all
-             if lim.concurrency and lim.name != RELAY]
+            [k for lim in groups
+             for k in (keys.limit_slots(lim.name), keys.limit_waiting(lim.name))] + \
+            ([keys.held] if groups else [])
         self.slot_keys = [k for lim in self.all if lim.concurrency
                           for k in (keys.limit_slots(lim.name), keys.limit_free(lim.name))]
 

@@ -18,8 +18,8 @@ import redis
 from ..errors import Conflict
 
 from . import body
-from .containers import (Dead, Outbox, Queue, Retries, Schedule, latencies, task_mail_id,
-                         task_queue)
+from .containers import (Dead, Held, Outbox, Queue, Retries, Schedule, latencies,
+                         task_mail_id, task_queue)
 from .cron import CronState
 from .hooks import Events, Suppressions
 from .limits import Limits
@@ -91,6 +91,7 @@ class Store:
         self.retries = Retries(client, keys, self.scripts, keys.retry)
         self.dead = Dead(client, keys, self.scripts, keys.dead)
         self.outbox = Outbox(client, keys, self.scripts, keys.outbox)
+        self.held = Held(client, keys, self.scripts, keys.held)
         self.workers = Workers(client, keys)
         self.stats = Stats(client, keys)
         self.cron = CronState(client, keys, self.scripts)
@@ -109,8 +110,8 @@ class Store:
 
     def list_container(self, kind):
         """The container of a states.LISTS kind."""
-        return next(box for box in (self.schedule, self.retries, self.dead, self.outbox)
-                    if box.kind.name == kind)
+        return next(box for box in (self.schedule, self.retries, self.dead, self.outbox,
+                                    self.held) if box.kind.name == kind)
 
     def known_queues(self):
         return list(self.worker_config.queue_names)
@@ -216,12 +217,14 @@ class Store:
         holds, which goes to the held set."""
         keys = self.keys
         mail_id = task_mail_id(task) or '-'
-        limits = self.throttle
+        limits, events = self.throttle, self.events
+        hooks_keys, hooks_args = (events.streams, [len(events.streams), *events.subscriptions]) \
+            if limits.checks_claims else ((), ())
         claim = self.scripts.claim(
             keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
-                  keys.suppressed, *limits.claim_keys, keys.body(mail_id)],
+                  keys.suppressed, *limits.claim_keys, *hooks_keys, keys.body(mail_id)],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args])
+                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args])
         if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
             return None
         sender, rcpts, raw, attempts, suppressed, *relay = claim
@@ -300,7 +303,7 @@ class Store:
         for key in (self.keys.schedule, self.keys.retry, self.keys.held):
             tasks = self.redis.zrangebyscore(key, '-inf', now, start=0, num=limit)
             if tasks:
-                keys = [key]
+                keys = [key, self.keys.events]
                 for task in tasks:
                     queue = task_queue(task) or self.worker_config.default_queue
                     keys += [self.keys.record(task_mail_id(task) or '-'),
@@ -356,8 +359,12 @@ class Store:
 
     def note_release(self, mail_id, copy_id, recipients, at):
         """Note on a caught mail that a copy of it was released (one field per release)."""
-        self.redis.hset(self.keys.record(mail_id), f'released:{copy_id}',
-                        json.dumps({'id': copy_id, 'to': recipients, 'at': at}))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.record(mail_id), f'released:{copy_id}',
+                  json.dumps({'id': copy_id, 'to': recipients, 'at': at}))
+        pipe.publish(self.keys.events, json.dumps({'type': 'mail', 'id': mail_id,
+                                                   'status': 'released', 'copy': copy_id}))
+        pipe.execute()
 
     def status(self, mail_id):
         value = self.redis.hget(self.keys.record(mail_id), 'status')
@@ -381,15 +388,16 @@ class Store:
         pipe.zcard(keys.schedule)
         pipe.zcard(keys.retry)
         pipe.zcard(keys.dead)
+        pipe.zcard(keys.held)
         pipe.zrange(keys.workers, 0, -1)
         for name in queues:
             pipe.llen(keys.queue(name))
-        processed, failed, scheduled, retrying, dead, workers, *sizes = pipe.execute()
+        processed, failed, scheduled, retrying, dead, held, workers, *sizes = pipe.execute()
         busy = self.workers.busy_count([w.decode() for w in workers])
         return {
             'processed': int(processed or 0), 'failed': int(failed or 0),
             'enqueued': sum(sizes), 'scheduled': scheduled, 'retrying': retrying,
-            'dead': dead, 'busy': busy, 'queues': dict(zip(queues, sizes)),
+            'dead': dead, 'held': held, 'busy': busy, 'queues': dict(zip(queues, sizes)),
         }
 
     def queue_latencies(self, names, now=None):
@@ -417,8 +425,8 @@ class Store:
             events = self.events
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                      keys.schedule, keys.retry, keys.dead, keys.outbox, keys.body(mail_id),
-                      *events.streams],
+                      keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
+                      keys.events, keys.body(mail_id), *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
                       mail_id, queue, len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
@@ -434,7 +442,8 @@ class Store:
     def erase(self, status, ids):
         """Delete mails still in `status` for good. Returns the ids erased."""
         keys = self.keys
-        script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox]
+        script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
+                       keys.events]
         args = [status]
         for mail_id, queue, indexes in zip(ids, self._queues_of(ids),
                                            indexes_of_records(self.redis, keys, ids)):
@@ -447,7 +456,7 @@ class Store:
         """Move retrying mails to dead now. Returns the ids killed."""
         now = now or time.time()
         events = self.events
-        keys = [self.keys.retry, self.keys.dead, *events.streams] + \
+        keys = [self.keys.retry, self.keys.dead, self.keys.events, *events.streams] + \
             [self.keys.record(i) for i in ids]
         killed = [i.decode() for i in self.scripts.admin_kill(
             keys=keys, args=[now, len(events.streams), *events.subscriptions, *ids])]
@@ -458,7 +467,7 @@ class Store:
         """Put mails still in `status` on their queue with a fresh task from
         `new_task(mail_id, queue)`. Returns the ids moved."""
         keys = self.keys
-        script_keys = [keys.schedule, keys.retry, keys.dead]
+        script_keys = [keys.schedule, keys.retry, keys.dead, keys.events]
         args = [status, now or time.time()]
         for mail_id, queue in zip(ids, self._queues_of(ids)):
             if queue:

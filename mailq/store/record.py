@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass
 
 from .body import unpack
-from .states import RETRYING
+from .states import HELD, RETRYING
 
 # The fields a list row needs (one HMGET per row).
 ROW_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'attempts',
               'created_at', 'send_at', 'next_at', 'finished_at', 'sent_at', 'attachments',
-              'from', 'staging', 'released_from')
+              'from', 'staging', 'released_from', 'held_by')
 
 
 def iso(ts):
@@ -104,6 +104,9 @@ class MailRecord:
                 view[name] = _json(f[name])
         if f.get('released_from'):
             view['released_from'] = f['released_from']
+        if f.get('status') == HELD:        # which limiter holds it, and until when
+            view['held_by'] = f.get('held_by')
+            view['ready_at'] = iso(f.get('next_at'))
         releases = [_json(v) for k, v in f.items() if k.startswith('released:')]
         if releases:
             view['releases'] = sorted((r for r in releases if r), key=lambda r: r['at'])
@@ -141,4 +144,5 @@ def row(mail_id, fields, score, stale):
         'finished_at': iso(f.get('finished_at')), 'stale': stale,
         'staging': _json(f['staging']) if f.get('staging') else None,
         'released_from': f.get('released_from') or None,
+        'held_by': f.get('held_by') if f.get('status') == HELD else None,
     }

@@ -73,6 +73,7 @@ LISTS = {kind.name: kind for kind in (
     ListKind('retrying', RETRYING, 'tasks', False),
     ListKind('dead', DEAD, 'ids', True),
     ListKind('outbox', SENT, 'ids', True),
+    ListKind('held', HELD, 'tasks', False),      # by ready time, the next one first
 )}
 
 

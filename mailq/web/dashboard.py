@@ -34,6 +34,7 @@ COLUMNS = {
     'retrying': ('Next attempt', 'Attempts', 'To', 'Subject', 'Last error'),
     'dead': ('Died', 'Attempts', 'To', 'Subject', 'Last error'),
     'outbox': ('Time', 'From', 'To', 'Subject', ''),
+    'held': ('Ready at', 'Held by', 'To', 'Subject', 'Last reply'),
 }
 DONE_WORDS = {'enqueue': 'Sent to the queue', 'retry': 'Retried', 'kill': 'Killed',
               'delete': 'Deleted', 'clear': 'Cleared', 'pause': 'Paused',
@@ -229,15 +230,22 @@ def wants_all():
 
 # -- charts (server-side SVG)
 
-CHART_W, CHART_H = 720, 160        # the realtime chart (drawn by dashboard.js)
+CHART_W, CHART_H = 1100, 200       # the realtime chart (its lines and axes drawn by dashboard.js)
 HIST_W, HIST_H = 1100, 230          # the history charts: plot area plus the axes' margins
+# Phones get their own drawing, as wide as the screen, so labels keep their size there
+# (a 1,100 units wide chart shrunk to 340 px would have 3 px labels).
+NARROW_W, NARROW_H = 360, 190
 MARGIN = {'left': 46, 'right': 10, 'top': 10, 'bottom': 28}
 MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
 def chart(days):
-    """The realtime chart's size (its points come from /api/stats in the browser)."""
-    return {'width': CHART_W, 'height': CHART_H}
+    """The realtime chart's frame, with the history charts' margins (its points and axes
+    come from /api/stats in the browser)."""
+    left, top = MARGIN['left'], MARGIN['top']
+    return {'width': CHART_W, 'height': CHART_H, 'left': left, 'top': top,
+            'plot_h': CHART_H - top - MARGIN['bottom'], 'narrow_w': NARROW_W,
+            'right': MARGIN['right']}
 
 
 def history_charts(days, queues):
@@ -252,12 +260,13 @@ def history_charts(days, queues):
     queue_values = {f'q{i % 3}:{q}': [d.get('queues', {}).get(q, 0) for d in days]
                     for i, q in enumerate(queues)}
     tips = [_tip(d, queues) for d in days]
-    return [
-        _svg_chart('outcome', 'Attempts per day by outcome', days, tips,
-                   [(key, label, values[key]) for key, label in outcome]),
-        _svg_chart('queue', 'Attempts per day by queue', days, tips,
-                   [(key, label, queue_values[f'{key}:{label}']) for key, label in by_queue]),
-    ]
+    charts = [('outcome', 'Attempts per day by outcome',
+               [(key, label, values[key]) for key, label in outcome]),
+              ('queue', 'Attempts per day by queue',
+               [(key, label, queue_values[f'{key}:{label}']) for key, label in by_queue])]
+    return [{**_svg_chart(name, title, days, tips, series),
+             'narrow': _svg_chart(name, title, days, tips, series, NARROW_W, NARROW_H, 4)}
+            for name, title, series in charts]
 
 
 def _tip(day, queues):
@@ -268,12 +277,13 @@ def _tip(day, queues):
     return '\n'.join(lines)
 
 
-def _svg_chart(name, title, days, tips, series):
-    """Axes (days on x, counts on y, with gridlines), one polyline per series, and one
-    focusable band per day whose tooltip has that day's exact figures."""
+def _svg_chart(name, title, days, tips, series, chart_w=HIST_W, chart_h=HIST_H, labels=8):
+    """Axes (days on x, `labels` of them named; counts on y, with gridlines), one
+    polyline per series, and one focusable band per day whose tooltip has that day's
+    exact figures."""
     left, top_m = MARGIN['left'], MARGIN['top']
-    width = HIST_W - left - MARGIN['right']
-    height = HIST_H - top_m - MARGIN['bottom']
+    width = chart_w - left - MARGIN['right']
+    height = chart_h - top_m - MARGIN['bottom']
     peak = max([v for _, _, vals in series for v in vals] + [1])
     top = _nice(peak)
     n = len(days)
@@ -289,14 +299,15 @@ def _svg_chart(name, title, days, tips, series):
               'total': sum(vals)} for key, label, vals in series]
     y_ticks = [{'y': round(y(top * k / 4), 1), 'label': _count_label(top * k / 4)}
                for k in range(5)]
-    every = max(1, math.ceil(n / 8))
-    x_ticks = [{'x': round(x(i), 1), 'label': _day_label(d['day'])}
+    every = max(1, math.ceil(n / labels))
+    x_ticks = [{'x': round(x(i), 1), 'label': _day_label(d['day']),
+                'anchor': 'end' if i == n - 1 else 'middle'}
                for i, d in enumerate(days) if (n - 1 - i) % every == 0]
     band = step if n > 1 else width
     points = [{'x': round(max(left, x(i) - band / 2), 1),
                'w': round(min(band, width), 1), 'day': d['day'], 'tip': tips[i]}
               for i, d in enumerate(days)]
-    return {'name': name, 'title': title, 'width': HIST_W, 'height': HIST_H, 'left': left,
+    return {'name': name, 'title': title, 'width': chart_w, 'height': chart_h, 'left': left,
             'top': top_m, 'plot_w': width, 'plot_h': height, 'bottom': top_m + height,
             'lines': lines, 'y_ticks': y_ticks, 'x_ticks': x_ticks, 'points': points,
             'scale_top': top, 'first': days[0]['day'], 'last': days[-1]['day']}

@@ -2,12 +2,13 @@
 -- Clear outbox), erasing the mails whose task or id it held, with their search index
 -- entries. Members whose mail has moved on (stale tasks) are just dropped, as the
 -- claim script would drop them. Returns the number of members removed.
--- KEYS: queue list or schedule / retry / dead / outbox zset,
---       then of each member's mail: record, attempt log, body, its search index zsets
+-- KEYS: queue list or schedule / retry / dead / outbox / held zset, events channel (the
+--       live pages: one event for the whole chunk), then of each member's mail: record,
+--       attempt log, body, its search index zsets
 -- ARGV: status the erased mails must have, 'tasks' or 'ids', then of each member: the
 --       member, its mail id, the number of its index zsets
 local is_list = redis.call('TYPE', KEYS[1]).ok == 'list'
-local removed, k = 0, 2
+local removed, k = 0, 3
 for i = 3, #ARGV, 3 do
   local member, id, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local record, log, body = KEYS[k], KEYS[k + 1], KEYS[k + 2]
@@ -27,4 +28,5 @@ for i = 3, #ARGV, 3 do
   end
   k = k + 3 + count
 end
+if removed > 0 then publish_mail(KEYS[2], '', 'deleted', '', {count = removed}) end
 return removed

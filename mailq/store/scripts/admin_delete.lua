@@ -2,11 +2,11 @@
 -- or set, delete its record, attempt log, body and search index entries. Only mails still
 -- in the expected state (and queue) are erased, never one being sent. Returns the ids
 -- erased.
--- KEYS: schedule, retry, dead, outbox, then of each mail: record, attempt log, body,
---       queue, its search index zsets
+-- KEYS: schedule, retry, dead, outbox, held set, events channel (the live pages), then
+--       of each mail: record, attempt log, body, queue, its search index zsets
 -- ARGV: expected status, then of each mail: id, queue name (as read), number of its
 --       index zsets
-local erased, k = {}, 5
+local erased, k = {}, 7
 for i = 2, #ARGV, 3 do
   local id, queue_name, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local record, log, body, queue = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -17,9 +17,10 @@ for i = 2, #ARGV, 3 do
     redis.call('ZREM', KEYS[4], id)
     unindex(id, k + 4, count)
   elseif f[1] == ARGV[1] and f[1] ~= 'sending' and f[3] == queue_name then
-    take_off(f[1], f[2], id, queue, KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+    take_off(f[1], f[2], id, queue, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
     redis.call('DEL', record, log, body)
     unindex(id, k + 4, count)
+    publish_mail(KEYS[6], id, 'deleted', queue_name)
     table.insert(erased, id)
   end
   k = k + 4 + count

@@ -3,14 +3,15 @@
 -- joins its queue; queued_at feeds the queue's latency. A dead mail gets a fresh retry
 -- budget (attempts and interruptions 0; its attempt log stays).
 -- Returns the ids moved; the others changed state meanwhile.
--- KEYS: schedule, retry, dead, then record, queue and wake list of each mail
+-- KEYS: schedule, retry, dead, events channel (the live pages), then record, queue and
+--       wake list of each mail
 -- ARGV: expected status ('scheduled'|'retrying'|'dead'), now,
 --       then mail id, queue name (as read) and new task of each mail
 local moved = {}
 local expected = ARGV[1]
 for i = 3, #ARGV, 3 do
   local id, queue_name, task = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local k = 3 + (i - 3)
+  local k = 4 + (i - 3)
   local record, queue, wake = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local f = redis.call('HMGET', record, 'status', 'task', 'queue')
   if f[1] == expected and f[3] == queue_name then
@@ -26,6 +27,7 @@ for i = 3, #ARGV, 3 do
     redis.call('HSET', record, 'status', 'queued', 'task', task, 'queued_at', ARGV[2])
     redis.call('HDEL', record, 'next_at')
     push_task(queue, wake, task, false)
+    publish_mail(KEYS[4], id, 'queued', queue_name)
     table.insert(moved, id)
   end
 end

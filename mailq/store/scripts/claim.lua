@@ -8,13 +8,20 @@
 -- window (daily quota) and a slot (concurrency) of every limiter it needs, all or none:
 -- when one has nothing to give, the mail is held instead (no attempt counted): its
 -- task goes to the held set with the time its token comes, and {'held', ready time,
--- limiter} is returned. Held mails of one limiter are spaced at its pace.
--- KEYS: record, in-flight list, busy hash, suppression hash, held zset, then the hash,
---       slots zset and sent zset of each limiter, then the body (last)
+-- limiter} is returned. Held mails of one limiter are spaced at its pace. A mail held
+-- for a group's concurrency slot also joins that group's waiting set: the mail that
+-- leaves a slot makes the first waiter due at once (wake_waiter, lib.lua), so the ready
+-- time here is only a safety net (SLOT_RECHECK) for a slot freed another way (a lease
+-- that ran out, a worker's stop).
+-- KEYS: record, in-flight list, busy hash, suppression hash, held zset, events channel
+--       (the live pages hear of a held mail), then the hash, slots zset, sent zset and
+--       waiting zset of each limiter, then (with limiters) the event stream of each
+--       webhook endpoint, then the body (last)
 -- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
 --       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
 --       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
---       every mail), step of the additive increase
+--       every mail), step of the additive increase; then (with limiters) n endpoints and
+--       their subscriptions (n)
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to',
                      'relay')
 local stale = f[1] ~= ARGV[1]
@@ -53,19 +60,21 @@ if nlim > 0 then
     end
     return false
   end
-  local need, wait, spacing, hold = {}, 0, 0, nil
+  local SLOT_RECHECK = 1.0
+  local need, wait, spacing, hold, for_slot = {}, 0, 0, nil, false
   for i = 1, nlim do
     local a = base + 2 + (i - 1) * 7
     if wanted(ARGV[a + 5]) then
-      local k = 6 + (i - 1) * 3
+      local k = 7 + (i - 1) * 4
       local L = {name = ARGV[a], h = KEYS[k], slots = KEYS[k + 1], sent = KEYS[k + 2],
+                 waiting = KEYS[k + 3],
                  rate = tonumber(ARGV[a + 1]), burst = tonumber(ARGV[a + 2]),
                  conc = tonumber(ARGV[a + 3]), quota = tonumber(ARGV[a + 4])}
       local s = redis.call('HMGET', L.h, 'tokens', 'ts', 'cut_rate', 'cut_at', 'paused_until',
                            'held_until')
       L.held_until = tonumber(s[6] or 0)
-      local function waits(w, gap)
-        if w > wait then wait, spacing, hold = w, gap, L end
+      local function waits(w, gap, slot)
+        if w > wait then wait, spacing, hold, for_slot = w, gap, L, slot or false end
       end
       local paused = tonumber(s[5] or 0)
       if paused > now then waits(paused - now, 0.01) end
@@ -88,7 +97,7 @@ if nlim > 0 then
         redis.call('ZREMRANGEBYSCORE', L.slots, '-inf', now)
         if not redis.call('ZSCORE', L.slots, ARGV[2])
             and redis.call('ZCARD', L.slots) >= L.conc then
-          waits(0.1, 0.02 / L.conc)
+          waits(SLOT_RECHECK, 0.02 / L.conc, true)
         end
       end
       need[#need + 1] = L
@@ -101,6 +110,15 @@ if nlim > 0 then
     redis.call('LREM', KEYS[2], 1, ARGV[1])
     redis.call('HSET', KEYS[1], 'status', 'held', 'next_at', ready, 'held_by', hold.name)
     redis.call('ZADD', KEYS[5], ready, ARGV[1])
+    if for_slot then redis.call('ZADD', hold.waiting, 'NX', now, ARGV[1]) end
+    publish_mail(KEYS[6], ARGV[2], 'held', ARGV[3], {held_by = hold.name, ready = ready})
+    -- mail.held for the endpoints that name it, on a mail's first hold only
+    local hooks = base + 2 + 7 * nlim
+    local nhooks = tonumber(ARGV[hooks] or 0)
+    if nhooks > 0 and redis.call('HSETNX', KEYS[1], 'held_at', ARGV[6]) == 1 then
+      emit('mail.held', KEYS[1], ARGV[6], {'held_by', hold.name, 'ready_at', tostring(ready)},
+           6 + 4 * nlim, hooks, nhooks)
+    end
     return {'held', tostring(ready), hold.name}
   end
   for _, L in ipairs(need) do

@@ -8,7 +8,8 @@
 --       suppression order zset, the events channel (pub/sub), today's outcomes hash,
 --       the body, then the event stream of each webhook endpoint, the
 --       limiters' slots zsets (the relay's session slots first, with max connections;
---       then those with a concurrency, whose slot the mail leaves), the paused set and
+--       then, for each group with a concurrency, the slots zset the mail leaves and its
+--       waiting zset, and the held set last), the paused set and
 --       the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
@@ -47,6 +48,7 @@ local function record()
                'next_at', ARGV[7])
     redis.call('HDEL', KEYS[1], 'worker', 'started_at')
     redis.call('ZADD', KEYS[9], ARGV[7], ARGV[1])
+    publish_mail(KEYS[14], ARGV[10], 'held', redis.call('HGET', KEYS[1], 'queue'))
     return 1
   end
   -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
@@ -126,8 +128,10 @@ end
 
 local recorded = record()
 local nslots, max_conn = tonumber(ARGV[25 + n]), tonumber(ARGV[26 + n])
-for i = (max_conn > 0 and 2 or 1), nslots do
-  redis.call('ZREM', KEYS[16 + n + i], ARGV[10])
+for i = (max_conn > 0 and 2 or 1), nslots - 1, 2 do
+  if redis.call('ZREM', KEYS[16 + n + i], ARGV[10]) == 1 then
+    wake_waiter(KEYS[17 + n + i], KEYS[16 + n + nslots], ARGV[4])
+  end
 end
 local next_task = false
 if session_slot(KEYS[17 + n], ARGV[27 + n], max_conn, tonumber(ARGV[4]),

@@ -14,9 +14,11 @@ local function push_task(queue, wake, task, first)
 end
 
 -- Take a mail's task (or id) off the container its status says it is in.
-local function take_off(status, task, id, queue, schedule, retry, dead, outbox)
+local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
   if status == 'queued' then
     redis.call('LREM', queue, 1, task)
+  elseif status == 'held' then
+    redis.call('ZREM', held, task)
   end
   redis.call('ZREM', schedule, task)
   redis.call('ZREM', retry, task)
@@ -46,6 +48,14 @@ local function fetch_task(inflight, paused, first_key, first_name)
     end
   end
   return false
+end
+
+-- Tell the live pages (GET /api/events, store/live.py) that a mail changed: one JSON
+-- line on the events channel. With nobody subscribed a PUBLISH costs next to nothing.
+local function publish_mail(channel, id, status, queue, extra)
+  local event = {type = 'mail', id = id, status = status, queue = queue or ''}
+  for k, v in pairs(extra or {}) do event[k] = v end
+  redis.call('PUBLISH', channel, cjson.encode(event))
 end
 
 -- The event of an outcome, written by the script that records the outcome (so an
@@ -98,6 +108,21 @@ end
 local function current_rate(rate, cut_rate, cut_at, step, now)
   if not cut_rate then return rate end
   return math.min(rate, tonumber(cut_rate) + step * math.max(0, now - tonumber(cut_at)))
+end
+
+-- A group's concurrency slot was left: the first mail still held waiting for one
+-- (claim.lua) becomes due now, so the next tick puts it on its queue instead of it
+-- polling. Waiters that have moved on since (sent, cancelled) are dropped on the way.
+local function wake_waiter(waiting, held, now)
+  for _ = 1, 10 do
+    local first = redis.call('ZRANGE', waiting, 0, 0)[1]
+    if not first then return end
+    redis.call('ZREM', waiting, first)
+    if redis.call('ZSCORE', held, first) then
+      redis.call('ZADD', held, now, first)
+      return
+    end
+  end
 end
 
 -- A thread's session slot on a relay with [smtp] max_connections: renew the lease of the

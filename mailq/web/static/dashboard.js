@@ -33,6 +33,9 @@ document.addEventListener('DOMContentLoaded', function () {
       rowBoxes().forEach(function (box) { box.checked = all.checked; });
     });
   });
+  // On a phone the tabs scroll sideways: bring the current one into view.
+  var tab = document.querySelector('header.top nav a.active');
+  if (tab) { tab.parentNode.scrollLeft = tab.offsetLeft - tab.parentNode.offsetLeft - 40; }
   startRealtime();
   startLive();
   startCatcher();
@@ -40,7 +43,29 @@ document.addEventListener('DOMContentLoaded', function () {
   startChartTips();
 });
 
-// Realtime chart: poll /api/stats, plot processed and failed per interval.
+// Realtime chart: poll /api/stats, plot processed and failed per interval, with time on
+// x, counts on y, and one focusable band per interval whose tooltip has its figures.
+var SVG_NS = 'http://www.w3.org/2000/svg';
+
+function svgEl(name, attrs, text) {
+  var el = document.createElementNS(SVG_NS, name);
+  Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+  if (text !== undefined) { el.textContent = text; }
+  return el;
+}
+
+// The next 1, 2, 4 or 5 times a power of ten at or above value (as dashboard.py's _nice).
+function niceTop(value) {
+  if (value <= 4) { return 4; }
+  var power = Math.pow(10, Math.floor(Math.log10(value)));
+  return [1, 2, 4, 5, 10].map(function (m) { return m * power; })
+    .filter(function (v) { return v >= value; })[0];
+}
+
+function clock(date) {
+  return date.toLocaleTimeString('en-GB', {hour: '2-digit', minute: '2-digit', second: '2-digit'});
+}
+
 function startRealtime() {
   var svg = document.getElementById('realtime');
   var select = document.getElementById('poll-interval');
@@ -48,36 +73,85 @@ function startRealtime() {
   var KEY = 'mailq.pollInterval', POINTS = 60;
   var saved = parseInt(window.localStorage.getItem(KEY), 10);
   if (saved >= 2 && saved <= 20) { select.value = String(saved); }
+  // On a phone the chart is drawn as wide as the screen (as the history's narrow charts).
+  var narrow = window.matchMedia('(max-width: 700px)').matches;
+  var box = svg.viewBox.baseVal, every = narrow ? 20 : 10;
+  if (narrow) {
+    svg.setAttribute('viewBox', '0 0 ' + svg.dataset.narrowW + ' ' + box.height);
+    svg.classList.add('fits');
+  }
+  var left = +svg.dataset.left, top0 = +svg.dataset.top;
+  var plotW = svg.viewBox.baseVal.width - left - svg.dataset.right;
+  var plotH = +svg.dataset.plotH, bottom = top0 + plotH;
+  var step = plotW / (POINTS - 1);
   var previous = null, series = [], timer = null;
+  var bands = [];
+  for (var i = 0; i < POINTS; i++) {      // made once, so keyboard focus survives a redraw
+    var band = svgEl('rect', {'class': 'point', x: Math.max(left, left + (i - 0.5) * step).toFixed(1),
+      y: top0, width: (i === 0 || i === POINTS - 1 ? step / 2 : step).toFixed(1), height: plotH});
+    band.appendChild(svgEl('title', {}));
+    bands.push(band);
+    document.getElementById('rt-points').appendChild(band);
+  }
+
+  function y(v, scale) { return bottom - v / scale * plotH; }
+
+  function drawAxes(scale) {
+    var yAxis = document.getElementById('rt-y'), xAxis = document.getElementById('rt-x');
+    yAxis.textContent = '';
+    xAxis.textContent = '';
+    for (var k = 0; k <= 4; k++) {
+      var v = scale * k / 4, at = y(v, scale).toFixed(1);
+      yAxis.appendChild(svgEl('line', {'class': 'gridline', x1: left, x2: left + plotW, y1: at, y2: at}));
+      yAxis.appendChild(svgEl('text', {x: left - 6, y: +at + 4, 'text-anchor': 'end'},
+                              v >= 1000 ? (v / 1000) + 'k' : String(v)));
+    }
+    yAxis.appendChild(svgEl('line', {x1: left, x2: left, y1: top0, y2: bottom}));
+    xAxis.appendChild(svgEl('line', {x1: left, x2: left + plotW, y1: bottom, y2: bottom}));
+    series.forEach(function (p, i) {
+      var slot = POINTS - series.length + i;
+      if ((POINTS - 1 - slot) % every !== 0) { return; }
+      var x = (left + slot * step).toFixed(1);
+      xAxis.appendChild(svgEl('line', {x1: x, x2: x, y1: bottom, y2: bottom + 4}));
+      xAxis.appendChild(svgEl('text', {x: x, y: bottom + 17,
+        'text-anchor': slot === POINTS - 1 ? 'end' : 'middle'}, clock(p.at)));
+    });
+  }
 
   function draw() {
-    var box = svg.viewBox.baseVal, top = 1;
-    series.forEach(function (p) { top = Math.max(top, p[0], p[1]); });
-    var step = box.width / (POINTS - 1);
-    ['processed', 'failed'].forEach(function (name, k) {
+    var peak = 0;
+    series.forEach(function (p) { peak = Math.max(peak, p.processed, p.failed); });
+    var scale = niceTop(peak);
+    drawAxes(scale);
+    ['processed', 'failed'].forEach(function (name) {
       var pts = series.map(function (p, i) {
-        var x = (POINTS - series.length + i) * step;
-        return x.toFixed(1) + ',' + (box.height - p[k] / top * box.height * 0.95).toFixed(1);
+        return (left + (POINTS - series.length + i) * step).toFixed(1) + ',' + y(p[name], scale).toFixed(1);
       });
       document.getElementById('rt-' + name).setAttribute('points', pts.join(' '));
     });
-    var latest = series[series.length - 1] || [0, 0];
-    document.getElementById('rt-last-processed').textContent = latest[0];
-    document.getElementById('rt-last-failed').textContent = latest[1];
-    document.getElementById('rt-top').textContent = top;
+    bands.forEach(function (band, slot) {
+      var p = series[slot - (POINTS - series.length)];
+      var tip = p ? clock(p.at) + ': ' + p.processed + ' processed, ' + p.failed + ' failed' : '';
+      band.dataset.tip = tip;
+      band.firstChild.textContent = tip;
+      if (p) { band.setAttribute('tabindex', '0'); band.setAttribute('aria-label', tip); }
+      else { band.removeAttribute('tabindex'); band.removeAttribute('aria-label'); }
+    });
+    var latest = series[series.length - 1] || {processed: 0, failed: 0};
+    document.getElementById('rt-last-processed').textContent = latest.processed;
+    document.getElementById('rt-last-failed').textContent = latest.failed;
+    document.getElementById('rt-top').textContent = peak;
+    svg.dispatchEvent(new CustomEvent('redrawn'));
   }
 
   function poll() {
     fetch('/api/stats', {credentials: 'same-origin', headers: {'Accept': 'application/json'}})
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (stats) {
-        Object.keys(stats).forEach(function (key) {
-          var el = document.querySelector('[data-stat="' + key + '"]');
-          if (el && typeof stats[key] === 'number') { el.textContent = stats[key].toLocaleString('en'); }
-        });
+        showStats(stats);
         if (previous) {
-          series.push([Math.max(0, stats.processed - previous.processed),
-                       Math.max(0, stats.failed - previous.failed)]);
+          series.push({at: new Date(), processed: Math.max(0, stats.processed - previous.processed),
+                       failed: Math.max(0, stats.failed - previous.failed)});
           if (series.length > POINTS) { series.shift(); }
           draw();
         }
@@ -96,6 +170,7 @@ function startRealtime() {
     window.localStorage.setItem(KEY, select.value);
     schedule();
   });
+  drawAxes(4);
   poll();
   schedule();
 }
@@ -290,32 +365,42 @@ function startPreviews(root) {
   });
 }
 
-// -- Chart tooltips: the exact figures of the point under the pointer or in focus.
+// -- Chart tooltips: the exact figures of the point under the pointer or in focus. The
+// listeners sit on the chart, so points drawn later (the realtime chart) have them too.
 function startChartTips() {
   document.querySelectorAll('svg.history').forEach(function (svg) {
     var tip = document.getElementById(svg.dataset.tip);
     if (!tip) { return; }
+    function pointOf(event) { return event.target.closest ? event.target.closest('.point') : null; }
     function show(point) {
+      if (!point.dataset.tip) { hide(); return; }
       tip.textContent = point.dataset.tip;
       tip.hidden = false;
-      var box = svg.getBoundingClientRect(), p = point.getBoundingClientRect();
+      var box = svg.parentNode.getBoundingClientRect(), p = point.getBoundingClientRect();
       var left = p.left - box.left + p.width / 2;
       tip.style.left = Math.max(0, Math.min(box.width - 220, left - 110)) + 'px';
       svg.querySelectorAll('.point.on').forEach(function (x) { x.classList.remove('on'); });
       point.classList.add('on');
     }
-    function hide() { tip.hidden = true; }
-    svg.querySelectorAll('.point').forEach(function (point) {
-      point.addEventListener('mouseenter', function () { show(point); });
-      point.addEventListener('focus', function () { show(point); });
-      point.addEventListener('blur', hide);
-      point.addEventListener('keydown', function (event) {
-        var points = Array.prototype.slice.call(svg.querySelectorAll('.point'));
-        var at = points.indexOf(point);
-        if (event.key === 'ArrowRight' && at < points.length - 1) { event.preventDefault(); points[at + 1].focus(); }
-        if (event.key === 'ArrowLeft' && at > 0) { event.preventDefault(); points[at - 1].focus(); }
-      });
-    });
+    function hide() {
+      tip.hidden = true;
+      svg.querySelectorAll('.point.on').forEach(function (x) { x.classList.remove('on'); });
+    }
+    svg.addEventListener('mouseover', function (event) { var p = pointOf(event); if (p) { show(p); } });
+    svg.addEventListener('focusin', function (event) { var p = pointOf(event); if (p) { show(p); } });
+    svg.addEventListener('focusout', hide);
     svg.addEventListener('mouseleave', hide);
+    svg.addEventListener('redrawn', function () {      // the figures under a shown tip moved
+      var on = svg.querySelector('.point.on');
+      if (on && !tip.hidden) { show(on); }
+    });
+    svg.addEventListener('keydown', function (event) {
+      var point = pointOf(event);
+      if (!point) { return; }
+      var points = Array.prototype.slice.call(svg.querySelectorAll('.point[tabindex="0"]'));
+      var at = points.indexOf(point);
+      if (event.key === 'ArrowRight' && at < points.length - 1) { event.preventDefault(); points[at + 1].focus(); }
+      if (event.key === 'ArrowLeft' && at > 0) { event.preventDefault(); points[at - 1].focus(); }
+    });
   });
 }
