@@ -161,6 +161,19 @@ def test_control_headers_choose_queue_send_time_and_key(listen, redis_client):
     assert stored(redis_client) == [mail_id]
 
 
+def test_metadata_header_is_stored_and_removed(listen, redis_client):
+    """X-Mailq-Metadata (folded, as a long header would be) is the API's `metadata`:
+    stored as compact JSON, shown by the API, gone from the message."""
+    sub = listen()
+    message = (b'X-Mailq-Metadata: {"user": 7,\r\n "order": "A-\xc3\xa9"}\r\n' + MESSAGE)
+    with smtplib.SMTP('127.0.0.1', sub.port, timeout=10) as conn:
+        assert conn.sendmail('app@example.com', ['ann@example.com'], message) == {}
+    [mail_id] = stored(redis_client)
+    assert service.get_mail(sub.rt, mail_id)['metadata'] == {'user': 7, 'order': 'A-é'}
+    raw = sub.rt.store.get(mail_id, with_raw=True).raw
+    assert b'X-Mailq' not in raw and b'order' not in raw
+
+
 def _data(conn, message, rcpts=('ann@example.com',)):
     conn.mail('app@example.com')
     for rcpt in rcpts:
@@ -170,6 +183,13 @@ def _data(conn, message, rcpts=('ann@example.com',)):
 
 
 # -- refusals, each over a raw socket: the exact code, and nothing stored ----------------
+
+def _folded_metadata(entries):
+    """An X-Mailq-Metadata header of `entries` 60-byte members, one folded line each
+    (an SMTP line stops at 1000 bytes, so a client folds a long header)."""
+    members = b',\r\n '.join(b'"k%02d": "%s"' % (i, b'x' * 51) for i in range(entries))
+    return b'X-Mailq-Metadata: {' + members + b'}\r\n'
+
 
 REFUSALS = {
     # name: (limits, commands before DATA, DATA bytes or None, expected reply start)
@@ -199,6 +219,15 @@ REFUSALS = {
     'unknown control header': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
                                b'X-Mailq-Priority: 1\r\n' + MESSAGE,
                                '554 5.6.0 X-Mailq-Priority'),
+    'metadata not JSON': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                          b'X-Mailq-Metadata: {order: 42}\r\n' + MESSAGE,
+                          '554 5.6.0 X-Mailq-Metadata: not valid JSON'),
+    'metadata not an object': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                               b'X-Mailq-Metadata: [1, 2]\r\n' + MESSAGE,
+                               '554 5.6.0 X-Mailq-Metadata: must be a JSON object'),
+    'metadata over 1 KB': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                           _folded_metadata(20) + MESSAGE,
+                           '554 5.6.0 X-Mailq-Metadata: larger than 1024 bytes'),
     'bare LF': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
                 MESSAGE + b'one\ntwo\r\n', '554 5.6.0 message: bare CR or LF'),
     'bare CR': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
