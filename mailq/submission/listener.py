@@ -11,14 +11,13 @@ import ssl
 
 from ..errors import ConfigError
 from ..web.app import is_loopback
+from .accepter import Accepter
 from .auth import Authenticator
 from .counters import FLUSH_INTERVAL, Counters
 from .handler import Handler
 from .protocol import SubmissionSMTP
 
 log = logging.getLogger('mailq.submission')
-# Threads that run the accept script: the event loop never blocks on Redis.
-ACCEPT_THREADS = 8
 SESSION_TIMEOUT = 300
 
 
@@ -96,10 +95,11 @@ def bind(rt, main_thread=True):
 
     async def main():
         loop = asyncio.get_running_loop()
-        executor = concurrent.futures.ThreadPoolExecutor(ACCEPT_THREADS,
-                                                         thread_name_prefix='mailq-accept')
+        # The counters' flush blocks on Redis too, in a thread of its own.
+        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='mailq-flush')
+        accepter = Accepter(rt, loop)
         counters = Counters(rt.store)
-        handler = Handler(rt, executor, counters, advertise_auth=sub.has_auth)
+        handler = Handler(rt, accepter, counters, advertise_auth=sub.has_auth)
         server = await loop.create_server(lambda: protocol(handler, counters), sock=sock)
         stop = asyncio.Event()
         if main_thread:
@@ -112,6 +112,7 @@ def bind(rt, main_thread=True):
             log.info('submission listener stopping')
             server.close()
             flusher.cancel()
+            await loop.run_in_executor(executor, accepter.close)
             await loop.run_in_executor(executor, counters.flush)
             executor.shutdown(wait=True)
 
