@@ -13,15 +13,23 @@ MAX_BATCH = 64          # mails in one round trip; more wait for the next
 class Accepter:
     def __init__(self, rt, loop):
         self.rt, self.loop = rt, loop
-        self.pending = queue.SimpleQueue()
+        self.gathered = []              # this loop turn's (item, future)s, handed over once
+        self.pending = queue.SimpleQueue()      # lists of (item, future), or None to end
         self.thread = threading.Thread(target=self._run, name='mailq-accept', daemon=True)
         self.thread.start()
 
     def accept(self, item):
         """A future of send_message's dict for an item of service.prepare_message."""
         future = self.loop.create_future()
-        self.pending.put((item, future))
+        if not self.gathered:
+            self.loop.call_soon(self._hand_over)
+        self.gathered.append((item, future))
         return future
+
+    def _hand_over(self):
+        """One wake-up of the thread per loop turn, however many sessions finished DATA."""
+        batch, self.gathered = self.gathered, []
+        self.pending.put(batch)
 
     def close(self):
         """Store what is waiting, then end the thread."""
@@ -30,25 +38,28 @@ class Accepter:
 
     def _run(self):
         while True:
-            batch = self._next_batch()
-            waiting = [entry for entry in batch if entry is not None]
+            waiting, last = self._next_batch()
             if waiting:
                 outcomes = self._store([item for item, _ in waiting])
                 try:
                     self.loop.call_soon_threadsafe(_settle, waiting, outcomes)
                 except RuntimeError:    # the loop has closed: no client waits any more
                     return
-            if len(waiting) < len(batch):
+            if last:
                 return
 
     def _next_batch(self):
-        batch = [self.pending.get()]
-        while len(batch) < MAX_BATCH and batch[-1] is not None:
+        """(the entries handed over so far, up to about MAX_BATCH; whether close() came)."""
+        batch = self.pending.get()
+        while batch is not None and len(batch) < MAX_BATCH:
             try:
-                batch.append(self.pending.get_nowait())
+                more = self.pending.get_nowait()
             except queue.Empty:
-                break
-        return batch
+                return batch, False
+            if more is None:
+                return batch, True
+            batch += more
+        return batch or [], batch is None
 
     def _store(self, items):
         """The dict or the exception of each item."""
