@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from .env import tree_cpu, wait_until
-from .latency import summary
+from .latency import paced, summary
 
 SMTP_SOURCE = shutil.which('smtp-source') or '/usr/sbin/smtp-source'
 
@@ -45,12 +45,8 @@ def latency(env, rate=100, seconds=10, size=2048):
         with smtplib.SMTP('127.0.0.1', env.submission_port, timeout=30) as conn:
             for _ in range(50):                                 # warm up
                 conn.sendmail('bench@example.com', ['to@example.com'], message)
-            times, count = [], int(rate * seconds)
-            started = time.monotonic()
-            for n in range(count):
-                pause = started + n / rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
+            times = []
+            for _ in paced(rate, seconds):
                 sent = time.perf_counter()
                 conn.sendmail('bench@example.com', ['to@example.com'], message)
                 times.append(time.perf_counter() - sent)
