@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # the reliable fetch against one redis-server; plus any store/keys/states tests.
 FAST_TESTS := tests/test_config.py tests/test_startup.py tests/test_cron_schedule.py \
               tests/test_cron_validation.py tests/test_mime.py tests/test_tasks.py \
-              tests/test_reliable_fetch.py \
+              tests/test_reliable_fetch.py tests/test_submission_data.py \
               $(wildcard tests/test_store*.py tests/test_keys*.py tests/test_states*.py)
 
 .PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick

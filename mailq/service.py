@@ -54,10 +54,27 @@ def send_message(rt, raw, sender, recipients, *, source='', client='', user=''):
     Django): compose_raw validates it, then the same accept script as send(). Returns
     send()'s dict; a repeated idempotency key (X-Mailq-Idempotency-Key) names the
     earlier mail, or is a Conflict for a different message."""
+    item = prepare_message(rt, raw, sender, recipients, source=source, client=client,
+                           user=user)
+    with redis_errors():
+        return message_accepted(rt, item, rt.store.accept(*item))
+
+
+def prepare_message(rt, raw, sender, recipients, *, source='', client='', user=''):
+    """send_message's checks, without Redis: the (mail, task, request hash) that
+    Store.accept (or Store.accept_each, several in one round trip) stores."""
     mail, request_hash = compose_message(raw, sender, recipients, config=rt.config,
                                          source=source, client=client, user=user)
+    return mail, rt.new_task(mail.id, mail.queue), request_hash
+
+
+def message_accepted(rt, item, result):
+    """send_message's dict for an item of prepare_message, once stored: `result` is the
+    Accepted, or the exception of its script (a lost Redis becomes Unavailable)."""
+    mail, _, request_hash = item
     with redis_errors():
-        result = rt.store.accept(mail, rt.new_task(mail.id, mail.queue), request_hash)
+        if isinstance(result, Exception):
+            raise result
         return _accepted(rt, mail, result, request_hash)
 
 

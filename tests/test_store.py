@@ -73,6 +73,7 @@ def _noting(seen, name, script):
     def run(*args, **kwargs):
         seen.add(name)
         return script(*args, **kwargs)
+    run.sha, run.script = script.sha, script.script       # for Store._run_each's EVALSHA
     return run
 
 
@@ -84,6 +85,27 @@ def finish(rt, mail_id, task, worker, outcome, **kw):
     attempt = {'at': time.time(), 'worker': worker, 'outcome': outcome, 'code': 250,
                'reply': 'ok', 'duration': 0.01}
     return rt.store.finish(mail_id, task, worker, 't1', outcome, attempt, **kw)[0]
+
+
+def test_accept_each_checks_its_keys_and_runs_each_once_after_a_script_flush(
+        checked_rt, redis_client):
+    """The submission listener's pipelined accept runs the checked accept.lua by its
+    sha; a Redis that lost its script cache (a restart) has it loaded and runs each
+    mail exactly once."""
+    rt = checked_rt
+    message = b'From: app@example.com\r\nSubject: s\r\n\r\nbody\r\n'
+    items = [service.prepare_message(rt, message, 'app@example.com', [f'r{n}@example.com'])
+             for n in range(3)]
+    redis_client.script_flush()
+    results = rt.store.accept_each(items)
+    assert [(r.id, r.new) for r in results] == [(m.id, True) for m, _, _ in items]
+    assert rt.store.queue('mailers').size() == 3
+    keyed = b'X-Mailq-Idempotency-Key: once\r\n' + message
+    again = [service.prepare_message(rt, keyed, 'app@example.com', ['a@example.com'])
+             for _ in range(2)]
+    first, second = rt.store.accept_each(again)
+    assert first.new and not second.new and second.id == first.id
+    assert rt.store.queue('mailers').size() == 4
 
 
 def test_the_checker_catches_a_key_that_is_not_in_keys(redis_client):

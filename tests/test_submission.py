@@ -4,6 +4,8 @@ import base64
 import email
 import email.policy
 import smtplib
+import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -14,7 +16,9 @@ import trustme
 from mailq import service
 from mailq.config import load
 from mailq.runtime import Runtime
-from support.procs import PYTHON, REPO_ROOT, free_port
+from support.ini import smtp_section
+from support.procs import (PYTHON, REPO_ROOT, free_port, read_log, start_process,
+                           stop_process, wait_http)
 from support.records import record_ids
 from support.redis_server import RedisServer
 from support.submission import RawClient, SubmissionProcess
@@ -161,6 +165,19 @@ def test_control_headers_choose_queue_send_time_and_key(listen, redis_client):
     assert stored(redis_client) == [mail_id]
 
 
+def test_metadata_header_is_stored_and_removed(listen, redis_client):
+    """X-Mailq-Metadata (folded, as a long header would be) is the API's `metadata`:
+    stored as compact JSON, shown by the API, gone from the message."""
+    sub = listen()
+    message = (b'X-Mailq-Metadata: {"user": 7,\r\n "order": "A-\xc3\xa9"}\r\n' + MESSAGE)
+    with smtplib.SMTP('127.0.0.1', sub.port, timeout=10) as conn:
+        assert conn.sendmail('app@example.com', ['ann@example.com'], message) == {}
+    [mail_id] = stored(redis_client)
+    assert service.get_mail(sub.rt, mail_id)['metadata'] == {'user': 7, 'order': 'A-é'}
+    raw = sub.rt.store.get(mail_id, with_raw=True).raw
+    assert b'X-Mailq' not in raw and b'order' not in raw
+
+
 def _data(conn, message, rcpts=('ann@example.com',)):
     conn.mail('app@example.com')
     for rcpt in rcpts:
@@ -170,6 +187,13 @@ def _data(conn, message, rcpts=('ann@example.com',)):
 
 
 # -- refusals, each over a raw socket: the exact code, and nothing stored ----------------
+
+def _folded_metadata(entries):
+    """An X-Mailq-Metadata header of `entries` 60-byte members, one folded line each
+    (an SMTP line stops at 1000 bytes, so a client folds a long header)."""
+    members = b',\r\n '.join(b'"k%02d": "%s"' % (i, b'x' * 51) for i in range(entries))
+    return b'X-Mailq-Metadata: {' + members + b'}\r\n'
+
 
 REFUSALS = {
     # name: (limits, commands before DATA, DATA bytes or None, expected reply start)
@@ -199,6 +223,15 @@ REFUSALS = {
     'unknown control header': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
                                b'X-Mailq-Priority: 1\r\n' + MESSAGE,
                                '554 5.6.0 X-Mailq-Priority'),
+    'metadata not JSON': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                          b'X-Mailq-Metadata: {order: 42}\r\n' + MESSAGE,
+                          '554 5.6.0 X-Mailq-Metadata: not valid JSON'),
+    'metadata not an object': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                               b'X-Mailq-Metadata: [1, 2]\r\n' + MESSAGE,
+                               '554 5.6.0 X-Mailq-Metadata: must be a JSON object'),
+    'metadata over 1 KB': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
+                           _folded_metadata(20) + MESSAGE,
+                           '554 5.6.0 X-Mailq-Metadata: larger than 1024 bytes'),
     'bare LF': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
                 MESSAGE + b'one\ntwo\r\n', '554 5.6.0 message: bare CR or LF'),
     'bare CR': ({}, ['MAIL FROM:<a@example.com>', 'RCPT TO:<b@example.com>'],
@@ -526,3 +559,42 @@ def test_the_fast_path_reads_an_smtp_path_as_aiosmtpd_does(path):
         ours, theirs = object.__new__(SubmissionSMTP), object.__new__(SMTP)
         ours.local_part_limit = theirs.local_part_limit = limit
         assert ours._getaddr(path) == theirs._getaddr(path)
+
+
+# -- inside `mailq run` ------------------------------------------------------------
+
+
+def test_mailq_run_with_submission_accepts_delivers_and_stops(tmp_ini, redis_url,
+                                                              redis_client, smtp_server):
+    """`mailq run` with [submission] enabled: the listener answers next to the web, a
+    mail submitted to it is delivered by run's worker, and SIGTERM stops all of it with
+    exit 0: the port closed, the last submission counted in Redis (flushed at stop)."""
+    web_port, sub_port = free_port(), free_port()
+    ini = tmp_ini(redis={'url': redis_url}, smtp=smtp_section(smtp_server),
+                  submission={'enabled': 'yes', 'port': sub_port},
+                  templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
+    rt = Runtime(load(str(ini), environ={}))
+    proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'run', '-c', ini,
+                          '--port', web_port, '-w', '1'])
+    try:
+        wait_http(f'http://127.0.0.1:{web_port}/healthz', timeout=30)
+        assert RawClient(sub_port).greeting[0].startswith('220')
+        with smtplib.SMTP('127.0.0.1', sub_port, timeout=10) as conn:
+            assert conn.sendmail('app@example.com', ['ann@example.com'], MESSAGE) == {}
+        [delivered] = smtp_server.wait_for(1, timeout=30)
+        assert delivered.rcpt_tos == ['ann@example.com'] and b'Hi Ann.' in delivered.data
+        [mail_id] = stored(redis_client)
+        deadline = time.monotonic() + 10
+        while service.get_mail(rt, mail_id)['status'] != 'sent':
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with smtplib.SMTP('127.0.0.1', sub_port, timeout=10) as conn:
+            conn.sendmail('app@example.com', ['bob@example.com'], MESSAGE)
+    finally:
+        code = stop_process(proc, signal.SIGTERM)
+    log = read_log(proc)
+    assert code == 0, log
+    assert 'submission listening on' in log and 'submission listener stopping' in log
+    with pytest.raises(OSError):
+        socket.create_connection(('127.0.0.1', sub_port), timeout=2).close()
+    assert rt.store.stats.totals()['submissions'] == {'accepted:2xx': 2}, log

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import urllib.parse
 
@@ -405,3 +406,54 @@ def test_webhook_config_errors_name_the_section_and_key(tmp_ini, redis_url):
         done = run_cli(ini, 'check')
         assert done.returncode == 2, done.stderr
         assert '[webhook:app]' in done.stderr and key in done.stderr, done.stderr
+
+
+def doc_snippet(language, fence):
+    """The code of docs/webhooks.md's `<language>:` snippet, as a reader would paste it."""
+    (code,) = re.findall(rf'{language}:\n\n```{fence}\n(.*?)```', DOCS.read_text(), re.S)
+    return code
+
+
+# Each runs the doc's verify on (secret, header, body file) and prints true or false.
+VERIFIERS = {
+    'ruby': (['ruby', '-e'], "\nputs verify(ARGV[0], ARGV[1], File.binread(ARGV[2]))\n",
+             doc_snippet('Ruby', 'ruby')),
+    'node': (['node', '-e'], "\nconst [s, h, f] = process.argv.slice(1);\n"
+             "console.log(verify(s, h, require('fs').readFileSync(f)));\n",
+             doc_snippet('Node', 'js')),
+}
+
+
+@pytest.mark.parametrize('language', list(VERIFIERS))
+def test_the_ruby_and_node_signature_checks_of_the_docs(language, hook_ini, receiver, procs,
+                                                       smtp_server, tmp_path):
+    """docs/webhooks.md's Ruby and Node `verify`, run by the real runtime on a real
+    signed delivery: true for it, false for a changed body, secret or stale t."""
+    from mailq.webhooks import sign
+    ini = hook_ini(events='mail.sent')
+    app = WebApp(ini)
+    procs.append(start_worker(ini, '-w', '1'))
+    try:
+        send(app, 'ok@example.com', metadata={'order': 'é-1'})
+        receiver.wait_for(lambda es: len(es) >= 1, what='one event')
+    finally:
+        app.close()
+    headers, body, _ = receiver.calls[0]
+    header = headers['Mailq-Signature']
+    command, tail, snippet = VERIFIERS[language]
+
+    def verify(secret, header, body):
+        path = tmp_path / 'body'
+        path.write_bytes(body)
+        out = subprocess.run([*command, snippet + tail, secret, header, str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return {'true\n': True, 'false\n': False}[out.stdout]
+
+    t = int(header.split(',')[0][2:])
+    assert verify(SECRET, header, body)
+    assert not verify(SECRET, header, body.replace(b'"mail.', b'"mail.x', 1))
+    assert not verify(SECRET, header, body + b' ')
+    assert not verify('another-secret', header, body)
+    assert not verify(SECRET, sign(SECRET, t - 3600, body), body)
+    assert verify(SECRET, sign(SECRET, t, body), body)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.exceptions import NoScriptError
 
 from ..errors import Conflict
 
@@ -121,6 +122,12 @@ class Store:
     def accept(self, mail, task, request_hash='', pipe=None):
         """Store `mail` (a compose.Mail) and its first task. Returns an Accepted, or with
         `pipe` the pending reply, for accepted()."""
+        keys, args = self._accept_call(mail, task, request_hash)
+        reply = self.scripts.accept(keys=keys, args=args, client=pipe or self.redis)
+        return reply if pipe is not None else accepted(reply)
+
+    def _accept_call(self, mail, task, request_hash):
+        """The KEYS and ARGV of accept.lua for one mail."""
         keys = self.keys
         if mail.send_at is not None and mail.send_at > time.time():
             mode, target, score, status = 'schedule', keys.schedule, mail.send_at, SCHEDULED
@@ -138,11 +145,34 @@ class Store:
             args += [name, value]
         indexes = index_keys(keys, index_values(mail.recipients, mail.message_id,
                                                 mail.idempotency_key))
-        reply = self.scripts.accept(
-            keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
-                  keys.events, keys.body(mail.id), *events.streams, *indexes], args=args,
-            client=pipe or self.redis)
-        return reply if pipe is not None else accepted(reply)
+        return ([keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
+                 keys.events, keys.body(mail.id), *events.streams, *indexes], args)
+
+    def accept_each(self, items):
+        """Store each (mail, task, request hash) on its own, all in one round trip (no
+        MULTI: one refused leaves the others stored). Returns, in order, the Accepted or
+        the exception of each script; a lost connection raises for all."""
+        calls = [self._accept_call(*item) for item in items]
+        replies = self._run_each(self.scripts.accept, calls)
+        return [r if isinstance(r, Exception) else accepted(r) for r in replies]
+
+    def _run_each(self, script, calls):
+        """`script` once per (keys, args), in one round trip and without the SCRIPT
+        EXISTS that redis-py's pipeline sends first. A Redis that lost its script cache
+        (restarted) answers NOSCRIPT, so those calls did not run: loaded, they run once."""
+        replies = self._evalsha_all(script, calls)
+        missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            self.redis.script_load(script.script)
+            for n, reply in zip(missing, self._evalsha_all(script, [calls[n] for n in missing])):
+                replies[n] = reply
+        return replies
+
+    def _evalsha_all(self, script, calls):
+        with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
     def accept_all(self, items):
         """Store every (mail, task, request hash) or none, in one MULTI/EXEC. An

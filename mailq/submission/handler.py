@@ -1,8 +1,8 @@
 """aiosmtpd hooks: each SMTP step checked by compose_raw and the mail handed to
-service.send_message, the one accept path of every surface. The 250 for DATA is
+the one accept path of every surface (service.prepare_message, then Store.accept_each
+through the Accepter's thread). The 250 for DATA is
 sent only after the accept script returned, so a mail the client saw accepted is in
 Redis; any failure before that leaves nothing stored (the script is one step)."""
-import asyncio
 import logging
 
 from .. import service
@@ -14,9 +14,9 @@ log = logging.getLogger('mailq.submission')
 
 
 class Handler:
-    def __init__(self, rt, executor, counters=None, advertise_auth=False):
+    def __init__(self, rt, accepter, counters=None, advertise_auth=False):
         self.rt = rt
-        self.executor = executor          # Redis calls block; the event loop must not
+        self.accepter = accepter          # Redis calls block; the event loop must not
         self.counters = counters
         self.advertise_auth = advertise_auth
         self.max_recipients = rt.config.limits.max_recipients
@@ -58,12 +58,11 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         user = getattr(session.auth_data, 'login', '') if session.authenticated else ''
         client = session.peer[0] if session.peer else ''
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(
-                self.executor, lambda: service.send_message(
-                    self.rt, envelope.original_content, envelope.mail_from or '',
-                    envelope.rcpt_tos, source='smtp', client=client, user=user))
+            item = service.prepare_message(
+                self.rt, envelope.original_content, envelope.mail_from or '',
+                envelope.rcpt_tos, source='smtp', client=client, user=user)
+            result = await self.accepter.accept(item)
         except ValidationError as exc:
             reply = replies.BAD_MESSAGE.format(reason=replies.one_line(str(exc)))
         except Conflict as exc:

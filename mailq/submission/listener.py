@@ -8,17 +8,17 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 
 from ..errors import ConfigError
 from ..web.app import is_loopback
+from .accepter import Accepter
 from .auth import Authenticator
 from .counters import FLUSH_INTERVAL, Counters
 from .handler import Handler
 from .protocol import SubmissionSMTP
 
 log = logging.getLogger('mailq.submission')
-# Threads that run the accept script: the event loop never blocks on Redis.
-ACCEPT_THREADS = 8
 SESSION_TIMEOUT = 300
 
 
@@ -66,8 +66,8 @@ def _socket(config):
 
 def bind(rt, main_thread=True):
     """Check the policy and bind now (a bad address fails in the caller as a config
-    error); return the function that serves until stopped (SIGTERM/SIGINT when
-    `main_thread`)."""
+    error); return the Serving that serves until stopped (its stop(), or SIGTERM/SIGINT
+    when `main_thread`)."""
     config = rt.config
     sub = check_bind(config)
     try:
@@ -94,14 +94,14 @@ def bind(rt, main_thread=True):
             timeout=SESSION_TIMEOUT, auth_required=sub.has_auth,
             auth_require_tls=not loopback, authenticator=authenticator)
 
-    async def main():
+    async def main(stop):
         loop = asyncio.get_running_loop()
-        executor = concurrent.futures.ThreadPoolExecutor(ACCEPT_THREADS,
-                                                         thread_name_prefix='mailq-accept')
+        # The counters' flush blocks on Redis too, in a thread of its own.
+        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='mailq-flush')
+        accepter = Accepter(rt, loop)
         counters = Counters(rt.store)
-        handler = Handler(rt, executor, counters, advertise_auth=sub.has_auth)
+        handler = Handler(rt, accepter, counters, advertise_auth=sub.has_auth)
         server = await loop.create_server(lambda: protocol(handler, counters), sock=sock)
-        stop = asyncio.Event()
         if main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
@@ -112,10 +112,48 @@ def bind(rt, main_thread=True):
             log.info('submission listener stopping')
             server.close()
             flusher.cancel()
+            await loop.run_in_executor(executor, accepter.close)
             await loop.run_in_executor(executor, counters.flush)
             executor.shutdown(wait=True)
 
-    return lambda: asyncio.run(main())
+    return Serving(main)
+
+
+class Serving:
+    """A bound listener: calling it serves until stop(), which another thread may call
+    (`mailq run` serves it in a thread and stops it when the worker stops)."""
+
+    def __init__(self, main):
+        self.main = main                # main(stop event): serve until it is set
+        self.loop = self.stopping = None
+        self.started = threading.Event()
+        self.thread = None              # with in_thread()
+
+    def __call__(self):
+        asyncio.run(self._serve())
+
+    def in_thread(self):
+        """Serve in a thread of its own (the caller keeps the main thread)."""
+        self.thread = threading.Thread(target=self, name='mailq-submission', daemon=True)
+        self.thread.start()
+        return self
+
+    async def _serve(self):
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        self.started.set()
+        await self.main(self.stopping)
+
+    def stop(self, timeout=10):
+        """Close the port, store the mails in hand, flush the counters; then the serving
+        call returns (waited for, when in_thread)."""
+        if not self.started.wait(5):
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        except RuntimeError:            # it has stopped already
+            return
+        if self.thread:
+            self.thread.join(timeout)
 
 
 async def _flush(counters, executor):
