@@ -39,7 +39,13 @@ $(TEST_STAMP): $(LOCKS) | $(VENV)/bin/python
 run: venv-run
 	$(VENV)/bin/python mailq.py run --ensure-redis
 
-test: venv
+# nodemailer for tests/test_integrations.py, from its lock file.
+NODE_STAMP := tests/clients/node_modules/.installed
+$(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund
+	touch $@
+
+test: venv $(NODE_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: venv

@@ -41,7 +41,7 @@ def latency(env, rate=100, seconds=10, size=2048):
     listener = env.mailq('submission')
     message = _message(size)
     try:
-        wait_until(lambda: _listening(env.submission_port), 30)
+        wait_until(lambda: listening(env.submission_port), 30)
         with smtplib.SMTP('127.0.0.1', env.submission_port, timeout=30) as conn:
             for _ in range(50):                                 # warm up
                 conn.sendmail('bench@example.com', ['to@example.com'], message)
