@@ -16,6 +16,12 @@ def table(r):
         rows.append(('Delivery, -w 25 threads, [smtp] rate not binding',
                      f'{rate:,.0f} mails/s ({rate / plain:.2f}x unthrottled)', f'{plain:,.0f}',
                      _ok(rate >= 0.95 * plain, 'within 5% of unthrottled')))
+    if 'deliver_webhooks' in r:
+        hooks = r['deliver_webhooks']
+        rows.append(('Delivery, -w 25 threads, one webhook endpoint (every event)',
+                     f'{hooks["with"]:,.0f} mails/s ({hooks["ratio"]:.2f}x without), '
+                     f'{hooks["events_per_s"]:,.0f} events/s', f'{hooks["without"]:,.0f}',
+                     _ok(hooks['ratio'] >= 0.9, '>= 90% of without webhooks')))
     for key, label, target in (('enqueue_send', 'Enqueue, mailq.send()', 5000),
                                ('enqueue_http', 'Enqueue, POST /api/mails (8 clients)', 1500),
                                ('enqueue_http2', 'Enqueue, POST /api/mails, 2 web processes',
