@@ -18,6 +18,10 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 70
 # delivery modes, DSN, body type, envelope id).
 IGNORED_WITH_VALUE = {'-B', '-N', '-R', '-V', '-L', '-h', '-O'}
 IGNORED = {'-v', '-m', '-U', '-bm', '-Am', '-Ac', '-n'}
+VALUE_FLAGS = {'-f': 'sender', '-r': 'sender', '-F': 'full_name', '-C': 'config'}
+# What each refusal of the accept path exits with, and how it is told (first match wins).
+EXITS = ((ValidationError, EX_DATAERR, 'bad message: {}'), (Conflict, EX_DATAERR, '{}'),
+         (Unavailable, EX_TEMPFAIL, '{}; try again later'), (MailqError, EX_SOFTWARE, '{}'))
 
 
 class UsageError(Exception):
@@ -50,16 +54,14 @@ def parse_args(argv):
             opts.from_headers = True
         elif arg in ('-i', '-oi'):
             opts.dots = False
-        elif flag in ('-f', '-r', '-F', '-C') or arg[:2] in IGNORED_WITH_VALUE:
-            value = attached if attached else (args.pop(0) if args else None)
+        elif flag in VALUE_FLAGS or flag in IGNORED_WITH_VALUE:
+            value = attached or (args.pop(0) if args else None)
             if value is None:
                 raise UsageError(f'{flag} needs a value')
             if flag in ('-f', '-r'):
-                opts.sender = value.strip().strip('<>')
-            elif flag == '-F':
-                opts.full_name = value
-            elif flag == '-C':
-                opts.config = value
+                value = value.strip().strip('<>')
+            if flag in VALUE_FLAGS:
+                setattr(opts, VALUE_FLAGS[flag], value)
         elif flag == '-o' or arg in IGNORED:
             continue                 # -oem, -odi, -oQ...: sendmail options of no use here
         elif flag == '-b':
@@ -112,19 +114,10 @@ def main(argv=None, stdin=None):
     raw = read_message(stdin or sys.stdin.buffer, opts.dots)
     try:
         return _enqueue(config, opts, raw)
-    except ValidationError as exc:
-        print(f'mailq-sendmail: bad message: {exc}', file=sys.stderr)
-        return EX_DATAERR
-    except Conflict as exc:
-        print(f'mailq-sendmail: {exc}', file=sys.stderr)
-        return EX_DATAERR
-    except Unavailable as exc:
-        print(f'mailq-sendmail: {exc}; try again later', file=sys.stderr)
-        return EX_TEMPFAIL
     except MailqError as exc:
-        print(f'mailq-sendmail: {exc}', file=sys.stderr)
-        return EX_SOFTWARE
-
+        code, text = next((code, text) for cls, code, text in EXITS if isinstance(exc, cls))
+        print('mailq-sendmail: ' + text.format(exc), file=sys.stderr)
+        return code
 
 def _enqueue(config, opts, raw):
     from . import service

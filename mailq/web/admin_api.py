@@ -19,7 +19,7 @@ SMALL_BODY = 1024 * 1024
 MAIL_VERBS = route_pattern(ACTIONS)
 
 
-def _body():
+def action_body():
     """The optional JSON body of an action: {} when there is none."""
     if not bottle.request.content_length:
         return {}
@@ -30,7 +30,7 @@ def _body():
 
 
 def _targets():
-    data = _body()
+    data = action_body()
     return data.get('ids'), data.get('all') is True
 
 
@@ -93,7 +93,7 @@ def install(app, rt):
     @app.post('/api/outbox/<mail_id>/release')
     @api_route
     def release(mail_id):
-        to = _body().get('to')
+        to = action_body().get('to')
         if not to:
             raise ValidationError('to', 'give the address(es) to release the mail to')
         return json_response(202, service.release(rt, mail_id, to))

@@ -13,14 +13,13 @@ functions behind the CLI too. Secrets and URL queries are never shown.
 import bottle
 
 from .. import suppression, webhooks
-from .api import api_route, read_json
+from .admin_api import action_body
+from .api import api_route
 from .responses import json_response
 from .dashboard import action, page, render
 
 
 def install(app, rt):
-    limit = rt.config.limits.max_body_bytes
-
     @app.get('/api/webhooks')
     @api_route
     def list_webhooks():
@@ -41,10 +40,7 @@ def install(app, rt):
     @app.post('/api/suppressions')
     @api_route
     def add_suppression():
-        data = read_json(limit)
-        if not isinstance(data, dict):
-            from ..errors import ValidationError
-            raise ValidationError('body', 'must be a JSON object')
+        data = action_body()
         return json_response(201, suppression.add(rt, data.get('address'), data.get('reason')))
 
     @app.delete('/api/suppressions/<address>')
