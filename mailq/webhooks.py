@@ -305,7 +305,10 @@ class DispatcherProcess:
 
     def _watch(self):
         while not self.stopping.is_set():
-            _, status = os.waitpid(self.pid, 0)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:   # reaped by stop()
+                return
             if self.stopping.is_set():
                 return
             log.error('webhook dispatcher (pid %d) died (%s); restarting it', self.pid,
