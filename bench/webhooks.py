@@ -71,7 +71,9 @@ def pair(env, rt, receiver, count):
         if during > 1 else 0.0
     return {'without': without['rate'], 'with': hooked['rate'],
             'ratio': round(hooked['rate'] / without['rate'], 3),
-            'events_per_s': round(events_per_s, 1), 'cpu_us_per_mail': hooked['cpu_us_per_mail'],
+            'events_per_s': round(events_per_s, 1),
+            'cpu_us_per_mail': {'without': without['cpu_us_per_mail'],
+                                'with': hooked['cpu_us_per_mail']},
             'problems': problems}
 
 
@@ -96,6 +98,9 @@ def main(argv=None):
           f'{max(with_hooks) / max(without):.0%} of without; each pair {ratios})')
     print(f'events delivered while delivering: {[r["events_per_s"] for r in runs]} events/s '
           f'(every event arrived)')
+    print('CPU a mail (worker tree, its dispatcher included, + Redis), without / with: '
+          + ', '.join(f'{c["without"]} / {c["with"]} us' for c in
+                      (r['cpu_us_per_mail'] for r in runs)))
 
 
 if __name__ == '__main__':
