@@ -11,16 +11,18 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import ceilings, delivery, enqueue, latency, mails, memory, reads, search, submission
+from . import (ceilings, delivery, enqueue, latency, mails, memory, reads, search, submission,
+               webhooks)
 from .env import BenchEnv
 from .report import table
 
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
         'huey_calls': 20000, 'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
-        'per_state': 100000, 'memory': 20000, 'memory_html': 5000, 'search': 1000000}
+        'per_state': 100000, 'memory': 20000, 'memory_html': 5000, 'search': 1000000,
+        'webhooks': 10000}
 QUICK = {'deliver': 2000, 'ceiling_smtp': 10000, 'send': 1000, 'http': 2000, 'batches': 3,
          'huey_calls': 2000, 'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
-         'memory': 2000, 'memory_html': 1000, 'search': 20000}
+         'memory': 2000, 'memory_html': 1000, 'search': 20000, 'webhooks': 2000}
 RESULTS = Path(__file__).with_name('results.json')
 
 
@@ -45,6 +47,9 @@ def run(sizes):
         results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
         step('delivery: 2 mailq worker processes, -w 25 each')
         results['deliver_two'] = delivery.mailq_run(env, rt, n, ['-w', '25'], processes=2)
+        step('delivery: mailq -w 25 without, then with one webhook endpoint (every event)')
+        results['deliver_webhooks'] = webhooks.pair(env, rt, webhooks.Receiver(),
+                                                    sizes['webhooks'])
 
         step('enqueue: plain Huey task() calls')
         results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
@@ -140,7 +145,7 @@ def main(argv=None):
     print(table(results))
     print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
     problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two',
-                            'enqueue_smtp')
+                            'deliver_webhooks', 'enqueue_smtp')
                 for p in results[k]['problems']]
     if problems:
         print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)

@@ -76,6 +76,12 @@ def _delivery_rows(r):
         rows.append(('Delivery, -w 25 threads, [smtp] rate not binding',
                      f'{rate:,.0f} mails/s ({rate / plain:.2f}x unthrottled)', f'{plain:,.0f}',
                      _ok(rate >= 0.95 * plain, 'within 5% of unthrottled')))
+    if 'deliver_webhooks' in r:
+        hooks = r['deliver_webhooks']
+        rows.append(('Delivery, -w 25 threads, one webhook endpoint (every event)',
+                     f'{hooks["with"]:,.0f} mails/s ({hooks["ratio"]:.2f}x without), '
+                     f'{hooks["events_per_s"]:,.0f} events/s', f'{hooks["without"]:,.0f}',
+                     _ok(hooks['ratio'] >= 0.9, '>= 90% of without webhooks')))
     return rows
 
 

@@ -41,45 +41,66 @@ class Receiver:
         return len(self.times)
 
 
+def hooked_ini(plain_ini, receiver):
+    return plain_ini + (f'\n[webhook:bench]\nurl = http://127.0.0.1:{receiver.port}/\n'
+                        f'secret = bench-secret\n')
+
+
+def pair(env, rt, receiver, count):
+    """Delivery without webhooks, then with one endpoint taking every event, back to
+    back: {'without', 'with', 'ratio', 'events_per_s', 'problems'}. Every event must
+    arrive (the ones still waiting when the mails are done go out with a next worker)."""
+    plain_ini = env.ini.read_text()
+    try:
+        without = mailq_run(env, rt, count, ['-w', str(THREADS)])
+        env.ini.write_text(hooked_ini(plain_ini, receiver))
+        receiver.times.clear()
+        hooked = mailq_run(env, rt, count, ['-w', str(THREADS)])
+        during = len(receiver.times)
+        drain = env.mailq('worker', '-w', '1')
+        try:
+            got = receiver.wait(count)
+        finally:
+            env.stop(drain)
+    finally:
+        env.ini.write_text(plain_ini)
+    problems = without['problems'] + hooked['problems']
+    if got < count:
+        problems.append(f'{got} of {count} events arrived')
+    events_per_s = (during - 1) / (receiver.times[during - 1] - receiver.times[0]) \
+        if during > 1 else 0.0
+    return {'without': without['rate'], 'with': hooked['rate'],
+            'ratio': round(hooked['rate'] / without['rate'], 3),
+            'events_per_s': round(events_per_s, 1),
+            'cpu_us_per_mail': {'without': without['cpu_us_per_mail'],
+                                'with': hooked['cpu_us_per_mail']},
+            'problems': problems}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     count = int(argv[0]) if argv else 2000
     rounds = int(argv[1]) if len(argv) > 1 else 3
     env = BenchEnv().start()
     receiver = Receiver()
-    plain_ini = env.ini.read_text()
-    hooked = plain_ini + (f'\n[webhook:bench]\nurl = http://127.0.0.1:{receiver.port}/\n'
-                          f'secret = bench-secret\n')
     rt = Runtime(load(str(env.ini)))
-    without, with_hooks, event_rates = [], [], []
+    runs = []
     try:
         for _ in range(rounds):
-            env.ini.write_text(plain_ini)
-            without.append(mailq_run(env, rt, count, ['-w', str(THREADS)])['rate'])
-            env.ini.write_text(hooked)
-            receiver.times.clear()
-            result = mailq_run(env, rt, count, ['-w', str(THREADS)])
-            with_hooks.append(result['rate'])
-            assert not result['problems'], result['problems']
-            during = len(receiver.times)
-            # mailq_run stops the worker once the mails are recorded; the events still
-            # waiting go out with the next worker (none is lost).
-            drain = env.mailq('worker', '-w', '1')
-            try:
-                got = receiver.wait(count)
-            finally:
-                env.stop(drain)
-            assert got >= count, f'{got} of {count} events arrived'
-            first = receiver.times[0]
-            event_rates.append(round((during - 1) / (receiver.times[during - 1] - first), 1))
+            runs.append(pair(env, rt, receiver, count))
+            assert not runs[-1]['problems'], runs[-1]['problems']
     finally:
-        env.ini.write_text(plain_ini)
         env.close()
-    best = max(without)
-    print(f'delivery without webhooks: {without} mails/s (best {best})')
+    without, with_hooks = [r['without'] for r in runs], [r['with'] for r in runs]
+    print(f'delivery without webhooks: {without} mails/s (best {max(without)})')
+    ratios = ', '.join(f'{r["ratio"]:.0%}' for r in runs)
     print(f'delivery with one endpoint: {with_hooks} mails/s (best {max(with_hooks)}, '
-          f'{max(with_hooks) / best:.0%} of without)')
-    print(f'events delivered while delivering: {event_rates} events/s (every event arrived)')
+          f'{max(with_hooks) / max(without):.0%} of without; each pair {ratios})')
+    print(f'events delivered while delivering: {[r["events_per_s"] for r in runs]} events/s '
+          f'(every event arrived)')
+    print('CPU a mail (worker tree, its dispatcher included, + Redis), without / with: '
+          + ', '.join(f'{c["without"]} / {c["with"]} us' for c in
+                      (r['cpu_us_per_mail'] for r in runs)))
 
 
 if __name__ == '__main__':

@@ -1,8 +1,10 @@
 """Delivery webhooks: tell the app what became of its mails, signed and retried.
 
 The outcome scripts write each event to the stream of every endpoint that takes its
-type (mailq/store/hooks.py); here a dispatcher thread per endpoint, in every worker
-process, reads its stream through a consumer group and POSTs each event as JSON:
+type (mailq/store/hooks.py); here a dispatcher thread per endpoint reads its stream
+through a consumer group and POSTs each event as JSON. The dispatcher runs in a child
+process of the worker (one for a `-k process` swarm), so its JSON, signing and HTTP
+work takes no GIL time from the delivery threads:
 
     Mailq-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
@@ -20,6 +22,8 @@ import hmac
 import http.client
 import json
 import logging
+import os
+import signal
 import threading
 import time
 import urllib.parse
@@ -251,8 +255,92 @@ class Dispatcher:
         return len(results)
 
 
-def start_dispatcher(rt, consumer):
-    return Dispatcher(rt.store, rt.config.webhooks, consumer).start()
+def run_dispatcher(config, consumer):
+    """The dispatcher as a process of its own, until SIGTERM or SIGINT: a child of the
+    worker (DispatcherProcess), or a member of a `-k process` swarm."""
+    from .runtime import Runtime
+    dispatcher = Dispatcher(Runtime(config).store, config.webhooks, consumer)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: dispatcher.stopping.set())
+    dispatcher.start()
+    dispatcher.stopping.wait()
+    dispatcher.stop()
+    return 0
+
+
+class DispatcherProcess:
+    """A forked child that runs run_dispatcher, restarted if it dies while the worker
+    runs. It dies with the worker (even with kill -9): the events it had read stay
+    pending in Redis and another dispatcher claims them."""
+
+    RESTART_DELAY = 1.0
+
+    def __init__(self, config, consumer):
+        self.config = config
+        self.consumer = consumer
+        self.pid = None
+        self.stopping = threading.Event()
+
+    def start(self):
+        if not self.config.webhooks:
+            return self
+        self._fork()
+        threading.Thread(target=self._watch, name='webhooks-watch', daemon=True).start()
+        return self
+
+    def _fork(self):
+        from .swarm import die_with_parent
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setpgid(0, 0)    # a signal to the worker's group reaches it through stop()
+                die_with_parent()
+                code = run_dispatcher(self.config, self.consumer)
+            except BaseException:   # noqa: BLE001 - nothing may return into the worker's code
+                log.exception('webhook dispatcher failed')
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.pid = pid
+        log.info('webhook dispatcher started (pid %d)', pid)
+
+    def _watch(self):
+        while not self.stopping.is_set():
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:   # reaped by stop()
+                return
+            if self.stopping.is_set():
+                return
+            log.error('webhook dispatcher (pid %d) died (%s); restarting it', self.pid,
+                      os.waitstatus_to_exitcode(status))
+            self.stopping.wait(self.RESTART_DELAY)
+            if not self.stopping.is_set():
+                self._fork()
+
+    def stop(self, timeout=5):
+        """SIGTERM, then SIGKILL after `timeout` s: what is still pending goes out later."""
+        self.stopping.set()
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:   # reaped by the watcher
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
 
 # -- what GET /api/webhooks, its actions and the Webhooks tab call

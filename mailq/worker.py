@@ -23,7 +23,7 @@ from .redisconn import is_outage, outage_text, persistence_warning
 from .runtime import Runtime
 from .swarm import Swarm, shares
 from .transport import Staging, create_release_transport, create_transport
-from .webhooks import start_dispatcher
+from .webhooks import DispatcherProcess, run_dispatcher
 
 log = logging.getLogger('mailq.worker')
 
@@ -129,8 +129,9 @@ def _flip(cls, down):
     return changed
 
 
-def run_worker(config, concurrency=None, queues=None, worker_type=None):
-    """Run a worker until it is stopped by a signal (or a 'stop' command)."""
+def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks=True):
+    """Run a worker until it is stopped by a signal (or a 'stop' command). With
+    `webhooks`, it forks the webhook dispatcher (none without [webhook:NAME])."""
     cfg = config.worker
     concurrency = concurrency or cfg.concurrency
     queues = queues or list(cfg.queues)
@@ -148,6 +149,10 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     rt.huey.storage.on_no_slot = transport.close   # no session slot: keep no session
 
     _startup_checks(rt)
+    # Forked before this worker starts a thread of its own.
+    hooks = DispatcherProcess(config, f'{worker_id}:webhooks') if webhooks else None
+    if hooks:
+        hooks.start()
     host = socket.gethostname()
     heartbeat = Heartbeat(rt.store, worker_id, worker_info(host, concurrency, queues, worker_type),
                           cfg, on_quiet=rt.huey.storage.quiet.set)
@@ -163,11 +168,11 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
     _beat_once(heartbeat)
     heartbeat.start()
     cron.start()
-    hooks = start_dispatcher(rt, worker_id)  # a thread per [webhook:NAME]; none without
     try:
         consumer.run()
     finally:
-        hooks.stop()
+        if hooks:
+            hooks.stop()
         cron.stop()
         heartbeat.stop()
         _return_in_flight(rt, worker_id)
@@ -181,12 +186,16 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None):
 
 def run_swarm(config, concurrency, queues):
     """-k process: one thread-mode worker per core, each with its share of the threads
-    and its own identity, heartbeat and in-flight list."""
+    and its own identity, heartbeat and in-flight list; plus one webhook dispatcher
+    process for the swarm when [webhook:NAME] sections exist."""
     check_runtime(Runtime(config))   # a bad cron job fails here, not in a restart loop
     counts = shares(concurrency, os.cpu_count() or 1)
     log.info('worker swarm: %d processes x %s threads', len(counts),
              '/'.join(map(str, sorted(set(counts), reverse=True))))
-    targets = [lambda i, n=n: run_worker(config, n, queues, 'thread') for n in counts]
+    targets = [lambda i, n=n: run_worker(config, n, queues, 'thread', webhooks=False)
+               for n in counts]
+    if config.webhooks:
+        targets.append(lambda i: run_dispatcher(config, f'{worker_identity()}:webhooks'))
     return Swarm('worker', targets).run()
 
 
