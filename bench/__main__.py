@@ -1,5 +1,6 @@
 """`python -m bench [--quick]`: run every measurement, print one table, write
-bench/results.json. Full: under 10 minutes on 2 cores; --quick: under 60 s."""
+bench/results.json. Full: about 10 to 15 minutes on 2 cores (the search row stores a
+million mails); --quick: under 60 s on a quiet box."""
 import argparse
 import json
 import platform
@@ -10,16 +11,16 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import delivery, enqueue, latency, memory, reads, submission, webhooks
+from . import delivery, enqueue, latency, memory, reads, search, submission, webhooks
 from .env import BenchEnv
 from .report import table
 
 FULL = {'deliver': 20000, 'send': 5000, 'http': 10000, 'batches': 20, 'huey_calls': 20000,
         'steady_seconds': 20, 'punctual': 1000, 'spread': 30, 'per_state': 100000,
-        'memory': 20000, 'webhooks': 10000}
+        'memory': 20000, 'search': 1000000, 'webhooks': 10000}
 QUICK = {'deliver': 2000, 'send': 1000, 'http': 2000, 'batches': 3, 'huey_calls': 2000,
          'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
-         'memory': 2000, 'webhooks': 2000}
+         'memory': 2000, 'search': 20000, 'webhooks': 2000}
 RESULTS = Path(__file__).with_name('results.json')
 
 
@@ -92,6 +93,16 @@ def run(sizes):
         finally:
             env.stop(web)
         results['redis_used_memory_filled'] = env.client().info('memory')['used_memory']
+
+        step(f'search: storing {sizes["search"]:,} mails through accept.lua')
+        env.flush()
+        probes = search.fill(rt, sizes['search'])
+        web = env.web()
+        try:
+            step('search: timing GET /api/mails?recipient=|message_id=|idempotency_key=')
+            results['search'] = search.time_lookups(env, *probes)
+        finally:
+            env.stop(web)
     finally:
         env.close()
     results['total_seconds'] = round(time.monotonic() - START, 1)

@@ -50,6 +50,11 @@ def table(r):
     if r['reads_missing']:
         rows.append(('Pages missing', ', '.join(f'{p} ({s})' for p, s in
                                                 r['reads_missing'].items()), '-', '-'))
+    stored = r['sizes'].get('search', 0)
+    for label, v in r.get('search', {}).items():
+        rows.append((f'Search {label}, {stored:,} mails', f'{v["median_ms"]:.1f} ms '
+                     f'(max {v["max_ms"]:.1f}, {v["found"]} found)', '-',
+                     _ok(v['median_ms'] <= 20 and v['found'] > 0, '<= 20 ms')))
     mem = r['memory']
     rows.append(('Redis overhead per queued mail', f'{mem["overhead_bytes"]:,} B '
                  f'(+{mem["message_bytes"]:,} B message)',

@@ -44,22 +44,41 @@ def queue_names(rt):
 
 # -- listings
 
-def listing(rt, kind, page=1, query='', queue=None):
-    """One page of a list: {rows, page, pages, total, query}. Filters on to/subject/error."""
+def listing(rt, kind, page=1, query='', scan_from=0, queue=None):
+    """One page of a list: {rows, page, pages, total, query, scan}. Filters on
+    to/subject/error, over FILTER_SCAN members from position `scan_from`: `scan` says
+    which (`from`, `next`: where "search older" goes on, None at the end), and `total`
+    counts the matches among them."""
     box = container(rt, kind, queue)
     page = _page_number(page)
     query = (query or '').strip()
     start = (page - 1) * PAGE_SIZE
+    scan = None
     with redis_errors():
         if query:
-            total, members = box.filter(_ascii_lower(query), start, PAGE_SIZE)
+            scan_from = _position(scan_from)
+            total, members, following = box.filter(_ascii_lower(query), start, PAGE_SIZE,
+                                                   start=scan_from)
+            scan = {'from': scan_from, 'next': following}
         else:
             total = box.size()
             members = box.page(start, start + PAGE_SIZE - 1)
         rows = box.rows(members)
     return {'kind': kind, 'queue': queue, 'rows': rows, 'page': page, 'total': total,
-            'pages': max(1, math.ceil(total / PAGE_SIZE)), 'query': query,
-            'page_size': PAGE_SIZE, 'actions': list(box.kind.actions)}
+            'pages': max(1, math.ceil(total / PAGE_SIZE)), 'query': query, 'scan': scan,
+            'page_size': PAGE_SIZE, 'actions': list(box.kind.actions),
+            'newest_first': box.kind.newest_first}
+
+
+def _position(value):
+    """A list position to scan from (?scan=): a whole number, 0 up."""
+    try:
+        value = int(value or 0)
+    except (TypeError, ValueError):
+        raise ValidationError('scan', 'must be a whole number') from None
+    if not 0 <= value <= MAX_PAGE * PAGE_SIZE:
+        raise ValidationError('scan', f'must be between 0 and {MAX_PAGE * PAGE_SIZE}')
+    return value
 
 
 def _page_number(page):

@@ -608,7 +608,7 @@ def load(path=None, environ=None):
     jobs = tuple(_build(CronJobConfig, _file_values(parser, source, name),
                         name=name.split(':', 1)[1].strip())
                  for name in parser.sections() if name.startswith('cron:'))
-    hooks = _webhooks(parser, source)
+    hooks = _webhooks(parser, source, environ)
     throttles = _throttles(parser, source)
     base = path.parent if path.exists() else Path('.')
     built['templates'] = TemplatesConfig(path=_relative_to(base, built['templates'].path))
@@ -625,21 +625,50 @@ def load(path=None, environ=None):
     return config
 
 
-def _webhooks(parser, source):
-    """The [webhook:NAME] sections; url and secret are required."""
-    hooks = []
+def _webhooks(parser, source, environ):
+    """The [webhook:NAME] sections, each key overridable by MAILQ_WEBHOOK_<NAME>_<KEY>
+    (so the secret can stay out of the file); url and secret are required."""
+    names = {}
     for section in parser.sections():
         if not section.startswith('webhook:'):
             continue
         name = section.split(':', 1)[1].strip()
         if not QUEUE_NAME.match(name):
             raise ConfigError('bad endpoint name (letters, digits, _ . -)', source, section)
-        hook = _build(WebhookConfig, _file_values(parser, source, section), name=name)
+        names[name] = section
+    from_env = _webhook_env_values(environ, names)
+    hooks = []
+    for name, section in names.items():
+        hook = _build(WebhookConfig, {**_file_values(parser, source, section),
+                                      **from_env.get(name, {})}, name=name)
         for key in ('url', 'secret'):
             if not getattr(hook, key):
-                raise ConfigError('is required', source, section, key)
+                variable = f"{ENV_PREFIX}WEBHOOK_{re.sub(r'[.-]', '_', name).upper()}_{key.upper()}"
+                raise ConfigError(f'is required (in the file or ${variable})', source, section,
+                                  key)
         hooks.append(hook)
     return tuple(hooks)
+
+
+def _webhook_env_values(environ, names):
+    """{endpoint name: {key: (text, where)}} of the MAILQ_WEBHOOK_<NAME>_<KEY> variables;
+    NAME is the endpoint's in upper case, '-' and '.' as '_' (the longest name matching
+    wins). A variable that names no [webhook:NAME] section is an error."""
+    prefix = f'{ENV_PREFIX}WEBHOOK_'
+    spelled = sorted(((re.sub(r'[.-]', '_', name).upper() + '_', name) for name in names),
+                     key=lambda pair: -len(pair[0]))
+    found = {}
+    for variable, text in environ.items():
+        if not variable.startswith(prefix):
+            continue
+        rest = variable[len(prefix):]
+        name = next((n for spelling, n in spelled if rest.startswith(spelling)), None)
+        if name is None:
+            raise ConfigError('names no [webhook:NAME] section of the config file',
+                              f'${variable}')
+        key = rest[len(re.sub(r'[.-]', '_', name)) + 1:].lower()
+        found.setdefault(name, {})[key] = (text, (f'${variable}',))
+    return found
 
 
 def _throttles(parser, source):

@@ -178,6 +178,7 @@ def run_swarm(config, concurrency, queues):
 def _startup_checks(rt):
     try:
         warning = persistence_warning(rt.redis)
+        rt.store.index.mark_start(time.time())
         if warning:
             log.warning(warning)
         # Only the certainly dead here; workers that merely beat late are judged by

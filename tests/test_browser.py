@@ -180,6 +180,30 @@ def test_script_in_mail_html_does_not_run(page, app, artifacts):
     screenshot(page, artifacts, 'mail-sandboxed')
 
 
+def test_the_search_tab_finds_a_recipient_newest_first_and_pages_on(page, app, artifacts):
+    """The Search tab reads the index: the mails to an address in any case, newest
+    first, 25 a page with an 'older' link; a bad address is said on the page."""
+    ids = [service.send(app.runtime, {'to': 'Zoe@Example.com', 'subject': f'Order {n}',
+                                      'text': 'x'})['id'] for n in range(27)]
+    service.send(app.runtime, {'to': 'other@example.com', 'subject': 'Not hers', 'text': 'x'})
+    page.goto('/')
+    page.click('nav >> text=Search')
+    page.select_option('select[name="by"]', 'recipient')
+    page.fill('input[name="value"]', 'ZOE@example.com')
+    page.click('form.find button')
+    rows = page.locator('#search-results tbody tr[data-id]')
+    assert rows.count() == 25
+    assert rows.first.get_attribute('data-id') == ids[-1]
+    assert 'Not hers' not in page.inner_text('#search-results')
+    screenshot(page, artifacts, 'search')
+    page.click('a[rel="next"]')
+    assert [rows.nth(i).get_attribute('data-id') for i in range(rows.count())] == \
+        [ids[1], ids[0]]
+    page.fill('input[name="value"]', 'not an address')
+    page.click('form.find button')
+    assert 'recipient' in page.inner_text('p.error')
+
+
 def test_a_post_without_a_token_is_refused(page, app):
     rt = app.runtime
     mail_id = service.send(rt, {'to': 'ann@example.com', 'subject': 'Keep me', 'text': 'x',

@@ -126,3 +126,21 @@ def test_queue_order_strict_and_weighted():
     share = firsts.count('a') / len(firsts)
     assert 0.70 < share < 0.80      # 3:1 weights put 'a' first about 75% of the time
     assert sorted(queue_order([('a', 3), ('b', 1)], rng)) == ['a', 'b']
+
+
+def test_a_webhook_secret_can_come_from_the_environment(tmp_ini):
+    """MAILQ_WEBHOOK_<NAME>_<KEY>: the secret stays out of the file; '-' and '.' of the
+    name are '_', and the longest name that matches wins."""
+    ini = tmp_ini(**{'webhook:app': {'url': 'http://127.0.0.1:9/hook'},
+                     'webhook:app-b': {'url': 'http://127.0.0.1:9/b', 'secret': 'in-file'}})
+    with pytest.raises(ConfigError, match='secret'):
+        load(str(ini), environ={})
+    hooks = {h.name: h for h in load(str(ini), environ={
+        'MAILQ_WEBHOOK_APP_SECRET': 's3cret', 'MAILQ_WEBHOOK_APP_B_SECRET': 'from-env',
+        'MAILQ_WEBHOOK_APP_TIMEOUT': '3'}).webhooks}
+    assert hooks['app'].secret == 's3cret' and hooks['app'].timeout == 3.0
+    assert hooks['app-b'].secret == 'from-env'
+    with pytest.raises(ConfigError, match=r'\$MAILQ_WEBHOOK_APP_TIMEOUT'):
+        load(str(ini), environ={'MAILQ_WEBHOOK_APP_SECRET': 's', 'MAILQ_WEBHOOK_APP_TIMEOUT': 'x'})
+    with pytest.raises(ConfigError, match=r'\$MAILQ_WEBHOOK_OTHER_SECRET.*no \[webhook:NAME\]'):
+        load(str(ini), environ={'MAILQ_WEBHOOK_APP_SECRET': 's', 'MAILQ_WEBHOOK_OTHER_SECRET': 's'})

@@ -334,6 +334,32 @@ def test_filter_pages_through_more_than_one_chunk(rt):
     assert admin.listing(rt, 'scheduled', page=13, query='match')['rows'] == []
 
 
+def test_a_filter_reads_a_bounded_window_and_search_older_goes_on(browser, rt, monkeypatch):
+    """Each filtered page scans at most FILTER_SCAN members; the `scan` position it
+    returns resumes where it stopped, and together the windows find every match once."""
+    from mailq import admin
+    from mailq.store import containers
+    monkeypatch.setattr(containers, 'FILTER_SCAN', 1000)
+    ids = [send(rt, delay=3600 + n, subject=f'Match {n}' if n % 7 == 0 else f'Other {n}')
+           for n in range(2100)]
+    found, scan, windows = [], 0, []
+    while scan is not None:
+        first = admin.listing(rt, 'scheduled', query='match', scan_from=scan)
+        windows.append((scan, first['total']))
+        for page in range(1, first['pages'] + 1):
+            found += [row['id'] for row in admin.listing(rt, 'scheduled', page=page,
+                                                         query='match', scan_from=scan)['rows']]
+        scan = first['scan']['next']
+    assert windows == [(0, 143), (1000, 143), (2000, 14)]
+    assert found == ids[::7]
+    html = browser.get('/scheduled?q=match&scan=1000&page=2')[2]
+    assert 'match(es) in mails 1,001 to 2,000' in html
+    assert 'href="/scheduled?q=match&amp;scan=2000" class="search-on"' in html
+    assert 'href="/scheduled?q=match&amp;scan=1000" rel="first"' in html
+    assert 'class="search-on"' not in browser.get('/scheduled?q=match&scan=2000')[2]
+    assert browser.api('GET', '/api/scheduled?q=match&scan=-1')[0] == 422
+
+
 def test_filter_matches_the_last_error(browser, rt, smtp_server):
     make_dead(rt, smtp_server, to='bob@example.com')
     send(rt)

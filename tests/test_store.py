@@ -199,6 +199,8 @@ def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
     store.events.done('app', [(read[0][0], 'ok', {}), (read[1][0], 'failed', {})], now, 10)
     assert store.events.backlog('app') == (len(types) - 1, len(types) - 1)
     assert suppression.remove(rt, 'gone@example.com')['removed']
+    assert store.suppressions.expire_step(now + 61) == 1               # suppress.lua expire
+    assert store.suppressions.get('bad@example.com') is None
     assert rt.scripts_run >= {'accept', 'claim', 'finish', 'cancel', 'admin_kill', 'requeue',
                               'hook_done', 'suppress'}
 

@@ -12,7 +12,8 @@ sent (SMTP and outbox), cancelled, a cron run and an idempotency key.
 
 Then the code of this worktree takes over that Redis (`python mailq.py web` and
 `worker` with a fresh ini and a healthy SMTP server), and every mail must end where
-it should, each delivered exactly once (counted by Message-ID on both servers).
+it should, each delivered exactly once (counted by Message-ID on both servers). The
+search indexes say they cover the mails since the upgrade (`indexed_since`).
 """
 import collections
 import json
@@ -345,6 +346,16 @@ def _run(tmp_path, old, redis_server, r, old_smtp, new_smtp, procs):
     again = web.post('/api/mails', {'to': 'idem@example.com', 'subject': 'upgrade idem',
                                     'text': 'hello'}, headers={'Idempotency-Key': IDEM_KEY})
     assert again['id'] == ids['idem'] and again.get('duplicate') is True, again
+    # The search indexes cover the mails stored since this layout first ran (its
+    # `indexed_since`): the old release's mails are not in them, a new one is.
+    found = web.get('/api/mails?recipient=idem@example.com')
+    assert found['mails'] == [] and found['indexed_since'] > before['idem']['created_at']
+    assert web.get(f'/api/mails?idempotency_key={IDEM_KEY}')['mails'] == []
+    later = web.post('/api/mails', {'to': 'Idem@Example.com', 'subject': 'after the upgrade',
+                                    'text': 'hello', 'delay': 86400})
+    assert [m['id'] for m in web.get('/api/mails?recipient=idem@example.com')['mails']] == \
+        [later['id']]
+    assert web.ok('DELETE', f'/api/mails/{later["id"]}')['status'] == 'cancelled'
 
     worker = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'worker', '-c', new_ini, '-w', '4'])
     procs.append(worker)

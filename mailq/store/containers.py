@@ -9,9 +9,12 @@ import json
 import re
 
 from . import record as records
+from .search import indexes_of_records
 from .states import LISTS, QUEUE_LIST
 
 CHUNK = 1000
+# Members one filtered page reads at most (tens of ms); "search older" goes on from there.
+FILTER_SCAN = 10 * CHUNK
 _TASK_ID = re.compile(rb'"args":\["([^"\\]*)"')
 
 
@@ -60,21 +63,24 @@ class Container:
         """Every member now, in display order: what an "all" action acts on, once each."""
         return [member for member, _ in self.page(0, -1)]
 
-    def filter(self, needle, skip, want):
-        """(matches in all, [(member, score)] of matches skip..skip+want), matched inside
-        Redis chunk by chunk; `needle` is lower case (ASCII)."""
-        start, total, wanted = 0, 0, []
+    def filter(self, needle, skip, want, start=0, budget=None):
+        """(matches, [(member, score)] of matches skip..skip+want, where the next scan
+        starts or None at the end): the members from position `start` are matched inside
+        Redis chunk by chunk, `budget` of them at most; `needle` is lower case (ASCII)."""
+        total, wanted, end = 0, [], start + (budget or FILTER_SCAN)
         while True:
-            chunk = self.page(start, start + CHUNK - 1)
+            if start >= end:
+                return total, wanted, start
+            chunk = self.page(start, min(start + CHUNK, end) - 1)
             if not chunk:
-                return total, wanted
+                return total, wanted, None
             found = self.scripts.admin_filter(
                 keys=[self.record_key(member) for member, _ in chunk], args=[needle])
             for position in found:
                 if skip <= total < skip + want:
                     wanted.append(chunk[position - 1])
                 total += 1
-            start += CHUNK
+            start += len(chunk)
 
     def rows(self, members):
         """List rows of [(member, score)]: the ROW_FIELDS of each mail, one pipeline."""
@@ -96,12 +102,13 @@ class Container:
         removed, members = 0, self.members()
         for i in range(0, len(members), CHUNK):
             chunk = members[i:i + CHUNK]
-            keys = [self.key]
-            for member in chunk:
-                mail_id = self.mail_id(member) or '-'
-                keys += [self.keys.record(mail_id), self.keys.log(mail_id)]
-            removed += self.scripts.admin_clear(
-                keys=keys, args=[self.kind.state, self.kind.members, *chunk])
+            ids = [self.mail_id(member) or '-' for member in chunk]
+            keys, args = [self.key], [self.kind.state, self.kind.members]
+            for member, mail_id, indexes in zip(chunk, ids,
+                                                indexes_of_records(self.redis, self.keys, ids)):
+                keys += [self.keys.record(mail_id), self.keys.log(mail_id), *indexes]
+                args += [member, mail_id, len(indexes)]
+            removed += self.scripts.admin_clear(keys=keys, args=args)
         return removed
 
 
@@ -175,10 +182,12 @@ class Bounded(SortedSet):
             ids += self.redis.zrange(self.key, len(ids), len(ids) + min(extra, CHUNK) - 1)
         if not ids:
             return 0
-        keys = [self.key]
-        for mail_id in ids:
-            keys += [self.keys.record(mail_id.decode()), self.keys.log(mail_id.decode())]
-        return self.scripts.trim(keys=keys, args=ids)
+        ids = [mail_id.decode() for mail_id in ids]
+        keys, args = [self.key], []
+        for mail_id, indexes in zip(ids, indexes_of_records(self.redis, self.keys, ids)):
+            keys += [self.keys.record(mail_id), self.keys.log(mail_id), *indexes]
+            args += [mail_id, len(indexes)]
+        return self.scripts.trim(keys=keys, args=args)
 
 
 class Dead(Bounded):

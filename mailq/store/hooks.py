@@ -7,7 +7,8 @@ acknowledges and deletes it, so a worker killed mid-delivery loses none; another
 dispatcher claims it once it has been idle for its backoff.
 
 The suppression list is the hash `<p>:suppressed` (normalised address -> JSON
-info) with `<p>:suppressed:order` (address by time) for paging.
+info) with `<p>:suppressed:order` (address by time) for paging. Entries whose end
+date has passed are deleted by the worker's tick (Suppressions.expire_step).
 """
 import json
 
@@ -15,10 +16,22 @@ import redis
 
 GROUP = 'dispatch'
 LOG_LENGTH = 100
+# The expiry sweep: entries read per step (HSCAN COUNT), seconds between full passes.
+EXPIRY_SCAN = 500
+EXPIRY_EVERY = 60
 
 
 def _text(value):
     return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value
+
+
+def _ended(info, now):
+    """Whether a suppression's JSON info has an end date that has passed."""
+    try:
+        until = float(json.loads(info).get('until') or 0)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return 0 < until <= now
 
 
 def _entry(fields):
@@ -124,6 +137,22 @@ class Suppressions:
         self.redis = client
         self.keys = keys
         self.scripts = scripts
+        self._scan_cursor = 0
+        self._next_expiry_step = 0.0
+
+    def expire_step(self, now):
+        """Delete the entries whose end date has passed, a few hundred per step and one
+        step every EXPIRY_EVERY seconds at most (the worker's tick calls it). Matching
+        already ignores them; this keeps the hash from growing for ever. Returns how
+        many went."""
+        if now < self._next_expiry_step:
+            return 0
+        self._scan_cursor, entries = self.redis.hscan(self.keys.suppressed, self._scan_cursor,
+                                                      count=EXPIRY_SCAN)
+        if self._scan_cursor == 0:
+            self._next_expiry_step = now + EXPIRY_EVERY
+        ended = [address for address, info in entries.items() if _ended(info, now)]
+        return self.remove(ended, now, mode='expire') if ended else 0
 
     def add(self, entries, now):
         """entries: {normalised address: info dict}."""
@@ -133,9 +162,9 @@ class Suppressions:
         return self.scripts.suppress(keys=[self.keys.suppressed, self.keys.suppressed_order],
                                      args=args)
 
-    def remove(self, addresses, now):
+    def remove(self, addresses, now, mode='remove'):
         return self.scripts.suppress(keys=[self.keys.suppressed, self.keys.suppressed_order],
-                                     args=['remove', now, *addresses])
+                                     args=[mode, now, *addresses])
 
     def get(self, address):
         value = self.redis.hget(self.keys.suppressed, address)

@@ -37,6 +37,10 @@
     <p>:limit:<name>:slots  zset    slot holders (a thread's session, or a mail), by lease end
     <p>:limit:<name>:sent   zset    mails sent in the last 24 h (daily_quota), by time
     <p>:limit:<name>:free   list    wake tokens for threads waiting for a session slot
+    <p>:ix:<kind>:<value>   zset    search index (store/search.py): mail ids by created_at,
+                                    kind 'rcpt' (normalised address), 'msgid', 'idem'
+    <p>:ix:since            string  when this layout first ran: mails older than it are
+                                    not in the indexes
 """
 
 
@@ -55,6 +59,8 @@ class Keys:
         self.suppressed_order = self.prefix + 'suppressed:order'
         self.events = self.prefix + 'events'
         self.held = self.prefix + 'held'
+        self.index_since = self.prefix + 'ix:since'
+        self.index_pattern = self.prefix + 'ix:*:*'
 
     def record(self, mail_id):
         return f'{self.prefix}m:{mail_id}'
@@ -118,3 +124,6 @@ class Keys:
 
     def limit_free(self, name):
         return f'{self.prefix}limit:{name}:free'
+
+    def index(self, kind, value):
+        return f'{self.prefix}ix:{kind}:{value}'

@@ -23,6 +23,7 @@ from .hooks import Events, Suppressions
 from .limits import Limits
 from .record import MailRecord
 from .scripts import Scripts
+from .search import Index, index_keys, index_values, indexes_of_records
 from .states import DEAD, FINAL_STATES, HELD, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
 from .workers import Workers
@@ -94,6 +95,7 @@ class Store:
         self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
         self.suppressions = Suppressions(client, keys, self.scripts)
         self.throttle = Limits(client, keys, self.scripts, config)
+        self.index = Index(client, keys)
         self._local = threading.local()
 
     def live_events(self):
@@ -132,9 +134,11 @@ class Store:
                 *events.subscriptions]
         for name, value in fields.items():
             args += [name, value]
+        indexes = index_keys(keys, index_values(mail.recipients, mail.message_id,
+                                                mail.idempotency_key))
         reply = self.scripts.accept(
             keys=[keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
-                  keys.events, *events.streams], args=args, client=pipe or self.redis)
+                  keys.events, *events.streams, *indexes], args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
     def accept_all(self, items):
@@ -314,11 +318,15 @@ class Store:
         return moved
 
     def trim(self, now=None):
-        """Bound the dead set (dead_max, dead_max_days) and the outbox (outbox_max)."""
+        """Bound the dead set (dead_max, dead_max_days) and the outbox (outbox_max); take one
+        sweep step through the search indexes and the suppression list's ended entries."""
         cfg = self.worker_config
         now = now or time.time()
-        return (self.dead.trim(cfg.dead_max, now - cfg.dead_max_days * 86400)
-                + self.outbox.trim(self.outbox_max))
+        trimmed = (self.dead.trim(cfg.dead_max, now - cfg.dead_max_days * 86400)
+                   + self.outbox.trim(self.outbox_max))
+        self.index.sweep()
+        self.suppressions.expire_step(now)
+        return trimmed
 
     def requeue_worker(self, worker_id, now=None):
         """Return a stopped or dead worker's in-flight tasks to their queues (a mail
@@ -431,9 +439,11 @@ class Store:
         keys = self.keys
         script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox]
         args = [status]
-        for mail_id, queue in zip(ids, self._queues_of(ids)):
-            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue)]
-            args += [mail_id, queue]
+        for mail_id, queue, indexes in zip(ids, self._queues_of(ids),
+                                           indexes_of_records(self.redis, keys, ids)):
+            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
+                            *indexes]
+            args += [mail_id, queue, len(indexes)]
         return [i.decode() for i in self.scripts.admin_delete(keys=script_keys, args=args)]
 
     def kill(self, ids, now=None):

@@ -4,7 +4,7 @@ import json
 
 import bottle
 
-from .. import check, service
+from .. import check, search, service
 from ..errors import MailqError, ValidationError
 from .auth import authenticated
 from .responses import error_of, error_response, json_response
@@ -72,6 +72,13 @@ def install(app, rt):
             raise ValidationError('mails', 'body must be {"mails": [...]}')
         accepted = service.send_batch(rt, data['mails'])
         return json_response(202, {'ids': [m['id'] for m in accepted], 'mails': accepted})
+
+    @app.get('/api/mails')
+    @api_route
+    def find_mails():
+        query = bottle.request.query          # getunicode: UTF-8, not Latin-1
+        return json_response(200, search.search(rt, {name: query.getunicode(name) for name in
+                                                     search.PARAMS}))
 
     @app.get('/api/mails/<mail_id>')
     @api_route

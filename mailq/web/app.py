@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import bottle
@@ -167,6 +168,7 @@ def _startup_warning(rt):
     from ..redisconn import persistence_warning
     try:
         warning = persistence_warning(rt.redis)
+        rt.store.index.mark_start(time.time())
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.error('Redis unreachable at start (%s); the API answers 503 until it is back', exc)
         return

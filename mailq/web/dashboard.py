@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import bottle
 import jinja2
 
-from .. import admin, service
+from .. import admin, search, service
 from ..errors import MailqError, Unavailable, ValidationError
 from ..store.states import ACTION_LABELS, ACTIONS, LISTS, QUEUE_LIST, QUEUED, route_pattern
 from ..templates import builtin_templates, template_loader
@@ -84,8 +84,9 @@ def filesize(size):
 
 
 def page_url(path, **params):
-    """A list URL with its page and filter; page 1 and empty values are left out."""
-    params = {k: v for k, v in params.items() if v not in (None, '') and (k, v) != ('page', 1)}
+    """A list URL with its page, filter and scan start; defaults are left out."""
+    params = {k: v for k, v in params.items()
+              if v not in (None, '') and (k, v) not in (('page', 1), ('scan', 0))}
     return path + ('?' + urlencode(params) if params else '')
 
 
@@ -433,6 +434,20 @@ def install(app, rt):
     @action(rt)
     def mail_action(mail_id, verb):
         return {'did': verb, **admin.mail_action(rt, mail_id, verb)}
+
+    @app.get('/search')
+    @page(rt)
+    def find():
+        query = bottle.request.query
+        by, value = query.getunicode('by') or 'recipient', query.getunicode('value') or ''
+        found, error = None, None
+        if value.strip():
+            try:
+                found = search.search(rt, {by: value, 'cursor': query.getunicode('cursor')})
+            except ValidationError as exc:
+                error = str(exc)
+        return render(rt, 'search.html', by=by, value=value, found=found, error=error,
+                      cursor=query.getunicode('cursor'))
 
     @app.get('/cron')
     @page(rt)

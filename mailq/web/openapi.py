@@ -65,7 +65,21 @@ def document(config):
                                 'token': {'type': 'http', 'scheme': 'bearer'}}},
         'security': [{'basic': []}, {'token': []}, {}],
         'paths': {
-            '/api/mails': {'post': {
+            '/api/mails': {'get': {
+                'summary': 'Search by recipient, Message-ID or idempotency key (give one): '
+                           'newest first, 25 a page; `next` is the cursor of the next page',
+                'operationId': 'findMails',
+                'parameters': [{'name': name, 'in': 'query', 'required': False,
+                                'schema': {'type': 'string'}}
+                               for name in ('recipient', 'message_id', 'idempotency_key',
+                                            'cursor')],
+                'responses': _answers(200, {'type': 'object', 'properties': {
+                    'mails': {'type': 'array', 'items': {'type': 'object'}},
+                    'next': {'type': ['string', 'null']},
+                    'indexed_since': {'type': ['string', 'null']}}},
+                    (401, 'authentication'), (422, 'not one search field, or a bad one'),
+                    (503, 'Redis down'))},
+                'post': {
                 'summary': 'Accept one mail', 'operationId': 'sendMail',
                 'parameters': [{'name': 'Idempotency-Key', 'in': 'header', 'required': False,
                                 'schema': {'type': 'string'}}],

@@ -7,9 +7,10 @@ HISTORY_DAYS = (7, 30, 90, 180)
 
 
 def paging():
-    """(page, filter) of a list URL; admin.listing checks the page number."""
+    """(page, filter, where the filter's scan starts: ?scan=) of a list URL; admin.listing checks
+    them."""
     query = bottle.request.query
-    return query.get('page') or 1, query.getunicode('q') or ''
+    return query.get('page') or 1, query.getunicode('q') or '', query.get('scan') or 0
 
 
 def days():

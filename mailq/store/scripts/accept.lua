@@ -5,9 +5,10 @@
 -- `suppressed`); a mail whose recipients are all suppressed is stored as
 -- `suppressed` with no task. Either way the mail.suppressed event is written here.
 -- Returns {1 | 0, id, suppressed addresses as JSON or '', 1 when all are}.
+-- Its search index entries (store/search.py) are written here too, with the record.
 -- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list,
 --       suppression hash, events channel (pub/sub, for the live pages), then the event
---       stream of each webhook endpoint
+--       stream of each webhook endpoint, then the mail's search index zsets
 -- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, now, seconds to
 --       keep a suppressed mail, n endpoints, their subscriptions (n), field/value pairs...
 if KEYS[2] ~= '' then
@@ -37,6 +38,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, first))
+for i = 7 + n, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[6], ARGV[1])
+end
 local status = all and 'suppressed' or (ARGV[3] == 'queue' and 'queued' or 'scheduled')
 redis.call('PUBLISH', KEYS[6], cjson.encode({type = 'mail', id = ARGV[1], status = status,
                                              new = true}))

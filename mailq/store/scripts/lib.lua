@@ -24,6 +24,13 @@ local function take_off(status, task, id, queue, schedule, retry, dead, outbox)
   redis.call('ZREM', outbox, id)
 end
 
+-- A mail leaves its search indexes (store/search.py): KEYS[first .. first + count - 1].
+local function unindex(id, first, count)
+  for i = first, first + count - 1 do
+    redis.call('ZREM', KEYS[i], id)
+  end
+end
+
 -- Reliable fetch: move the oldest task of the first non-paused, non-empty queue into
 -- the in-flight list, where it stays until its outcome is recorded. The queue lists
 -- are KEYS[first_key..], their names ARGV[first_name..], in the order to try.

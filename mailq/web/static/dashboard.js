@@ -114,7 +114,7 @@ function showStats(stats) {
 function refreshRows(query) {
   var body = live.rows;
   if (!body) { return; }
-  if (typeof query === 'string') { body.dataset.query = query; }
+  if (typeof query === 'string') { body.dataset.query = query; body.dataset.scan = '0'; }
   if (body.dataset.page !== '1' && typeof query !== 'string') { return; }   // only page 1 moves
   if (document.querySelector('input[name="id"]:checked')) {      // keep the user's selection
     document.body.dataset.liveHeld = 'yes';
@@ -125,7 +125,8 @@ function refreshRows(query) {
   var before = {};
   body.querySelectorAll('tr[data-id]').forEach(function (tr) { before[tr.dataset.id] = true; });
   var first = Object.keys(before).length === 0 && !body.dataset.loaded;
-  var url = body.dataset.rowsUrl + '?q=' + encodeURIComponent(body.dataset.query || '');
+  var url = body.dataset.rowsUrl + '?q=' + encodeURIComponent(body.dataset.query || '') +
+    '&scan=' + encodeURIComponent(body.dataset.scan || '0');
   fetch(url, {credentials: 'same-origin'})
     .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
     .then(function (html) {
