@@ -10,7 +10,6 @@ change is one Lua script, so a crash between two steps cannot lose a mail.
 """
 import datetime
 import json
-import threading
 import time
 from dataclasses import dataclass
 
@@ -101,7 +100,6 @@ class Store:
         self.suppressions = Suppressions(client, keys, self.scripts)
         self.throttle = Limits(client, keys, self.scripts, config)
         self.index = Index(client, keys)
-        self._local = threading.local()
 
     def live_events(self):
         """A subscription to the events channel (store/live.py), for GET /api/events."""
@@ -219,16 +217,6 @@ class Store:
 
     # -- worker side
 
-    def _own_connection(self):
-        """This thread's own Redis connection, for the delivery path: checking one out
-        of the shared pool for each command cost more worker CPU than the command
-        (the pool's lock and redis-py's per-checkout metrics; docs/benchmark.md)."""
-        client = getattr(self._local, 'client', None)
-        if client is None:
-            client = self._local.client = redis.Redis(
-                connection_pool=self.redis.connection_pool, single_connection_client=True)
-        return client
-
     def take(self, worker_id, queue_order, busy_field, now=None):
         """Reliable fetch (fetch.lua), then the claim of its mail (claim.lua):
         (queue, task, claim) or None, where claim is (sender, recipients, raw, attempts,
@@ -243,7 +231,7 @@ class Store:
             fetched = self.scripts.fetch(
                 keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id), slot_key,
                       *(keys.queue(q) for q in queue_order)],
-                args=[busy_field, *slot_args, *queue_order], client=self._own_connection())
+                args=[busy_field, *slot_args, *queue_order])
             if not fetched:
                 return None
             if fetched == NO_SLOT.encode():
@@ -266,8 +254,7 @@ class Store:
             keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
                   keys.suppressed, *limits.claim_keys, *hooks_keys, keys.body(mail_id)],
             args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args],
-            client=self._own_connection())
+                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args])
         if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
             return None
         sender, rcpts, raw, attempts, suppressed, *relay = claim
@@ -277,7 +264,7 @@ class Store:
 
     def wait_for_work(self, queue_order, timeout):
         """Block up to `timeout` s for a wake token of one of the queues."""
-        self._own_connection().blpop([self.keys.wake(q) for q in queue_order],
+        self.redis.blpop([self.keys.wake(q) for q in queue_order],
                                      timeout=timeout)
 
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
@@ -329,8 +316,7 @@ class Store:
                   else '', '1' if refused_for_good else '',
                   json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
                   0 if outbox else cfg.sent_body_ms, len(events.streams),
-                  *events.subscriptions, *slot_args, *then_fetch],
-            client=self._own_connection())
+                  *events.subscriptions, *slot_args, *then_fetch])
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
