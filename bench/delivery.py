@@ -33,6 +33,21 @@ def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=
             'cpu_us_per_mail': round(cpu / count * 1e6), 'problems': problems}
 
 
+def alternating(rounds, plain, changed):
+    """`plain()` and `changed()` (each a delivery run) in turn, `rounds` times, so both
+    meet the same machine load; compared best against best, the noise of a shared box
+    (seconds-long runs on 2 cores) does not pick the winner. Each pair's ratio is kept."""
+    pairs = [(plain(), changed()) for _ in range(rounds)]
+    best_plain = max(a['rate'] for a, _ in pairs)
+    best_changed = max(b['rate'] for _, b in pairs)
+    return {'without': best_plain, 'with': best_changed,
+            'ratio': round(best_changed / best_plain, 3),
+            'pair_ratios': [round(b['rate'] / a['rate'], 3) for a, b in pairs],
+            'cpu_us_per_mail': {'without': min(a['cpu_us_per_mail'] for a, _ in pairs),
+                                'with': min(b['cpu_us_per_mail'] for _, b in pairs)},
+            'problems': [p for a, b in pairs for p in a['problems'] + b['problems']]}
+
+
 def _wait_recorded(rt, count, timeout=60):
     deadline = time.monotonic() + timeout
     while int(rt.redis.get(rt.keys.stat('processed')) or 0) < count:
