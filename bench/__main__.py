@@ -48,6 +48,11 @@ def run(sizes):
         results['deliver_rate'] = delivery.alternating(
             rounds, lambda: delivery.mailq_run(env, rt, n, ['-w', '25']),
             lambda: delivery.mailq_run(env, rt, n, ['-w', '25'], worker_env=NEVER_BINDING))
+        step(f'delivery: the others among 20 mails to a [throttle:slow] group of 2/s, against '
+             f'no group, alternating, {rounds} rounds')
+        results['deliver_slow_group'] = delivery.alternating(
+            rounds, lambda: delivery.others_run(env, rt, n),
+            lambda: delivery.others_run(env, rt, n, throttled=True))
         step('delivery: mailq -w 25 -k process')
         results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
         step('delivery: 2 mailq worker processes, -w 25 each')
@@ -150,8 +155,8 @@ def main(argv=None):
     RESULTS.write_text(json.dumps(results, indent=2) + '\n')
     print(table(results))
     print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
-    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two',
-                            'deliver_webhooks', 'enqueue_smtp')
+    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_slow_group',
+                            'deliver_process', 'deliver_two', 'deliver_webhooks', 'enqueue_smtp')
                 for p in results[k]['problems']]
     if problems:
         print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)

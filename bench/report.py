@@ -73,6 +73,7 @@ def _delivery_rows(r):
                      _ok(rate >= times * base, f'>= {times}x baseline')))
     for key, label, extra, target in (
             ('deliver_rate', '[smtp] rate not binding', '', 0.95),
+            ('deliver_slow_group', 'the others, 20 mails for a 2/s group among them', '', 0.8),
             ('deliver_webhooks', 'one webhook endpoint (every event)', 'events_per_s', 0.9)):
         if key not in r:
             continue
