@@ -9,6 +9,7 @@ queue list, the schedule or retry set, or a worker's in-flight list. Each state
 change is one Lua script, so a crash between two steps cannot lose a mail.
 """
 import datetime
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -53,8 +54,16 @@ def delivery_metric_fields(attempt):
 
 def today(now=None):
     """'YYYY-MM-DD' (UTC) of `now`: the day a per-day counter belongs to."""
-    moment = datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%d')
+    return _day(int((now or time.time()) // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day(days_since_epoch):
+    """Formatted once a day, not once a mail."""
+    return (EPOCH + datetime.timedelta(days=days_since_epoch)).strftime('%Y-%m-%d')
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ WAKE_LEN = 100
 # Per-day counters (processed, failed per day) outlive the longest history chart.
 DAY_STAT_TTL = 200 * 86400
 
-# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail.
-DIRECT = ('accept',)
+# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail,
+# and the worker's calls of each delivery (about 25 us of client CPU less a call).
+DIRECT = ('accept', 'fetch', 'claim', 'finish')
 NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
          'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
          'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
