@@ -92,6 +92,33 @@ def test_web_logs_the_signal_and_its_exit(mailq_ini):
     assert 'received SIGTERM: stopping' in log and 'web stopped' in log, log
 
 
+@pytest.mark.parametrize('flags', ['POLLIN', 'POLLOUT'])
+def test_a_stop_raised_while_waitress_reads_or_writes_a_channel_stops_its_loop(flags):
+    """The SIGTERM handler of `mailq web` raises to unwind waitress's loop. Landing while
+    the loop is idle in poll, it does; landing while the loop reads or writes a channel
+    (a busy web), waitress's own handler there used to swallow it ("uncaptured python
+    exception, closing channel"), and the web served on until killed: seen as a web that
+    needed SIGKILL in tests/test_stop.py under load. Run through waitress's real
+    dispatch function."""
+    import select
+
+    from waitress import wasyncore
+
+    from mailq.cli import _Stopped
+    swallowed = []
+
+    class Channel:
+        def handle_read_event(self):
+            raise _Stopped('SIGTERM')
+        handle_write_event = handle_read_event
+
+        def handle_error(self):
+            swallowed.append(True)
+    with pytest.raises(_Stopped):
+        wasyncore.readwrite(Channel(), getattr(select, flags))
+    assert swallowed == []
+
+
 def test_run_warns_about_redis_persistence_once(mailq_ini):
     port = free_port()
     proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'run', '-c', mailq_ini,
