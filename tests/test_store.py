@@ -304,6 +304,16 @@ def test_key_names_are_those_of_the_previous_release():
         'mailq:limit:relay:free']
 
 
+def test_every_key_name_is_used():
+    """keys.py lists the keys mailq writes: a name nothing uses is a stale entry (and a
+    key an upgrade test would wrongly think it must keep)."""
+    keys = Keys('mailq')
+    names = (set(vars(keys)) | {n for n in vars(Keys) if not n.startswith('_')}) - {'prefix'}
+    sources = [p.read_text() for p in MAILQ.rglob('*.py') if p.name != 'keys.py']
+    unused = {n for n in names if not any(re.search(rf'\.{n}\b', s) for s in sources)}
+    assert unused == set()
+
+
 def test_the_states_table_is_whole():
     assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
                                   'dead', 'cancelled', 'suppressed', 'held'}
