@@ -100,3 +100,10 @@ def test_the_web_starts_while_redis_refuses_writes(tmp_ini, tmp_path, caplog):
         assert status == 503, body
     finally:
         server.cleanup()
+
+
+def test_one_table_of_history_ranges():
+    """?days= is checked against the ranges admin.history draws, not a copy of them."""
+    from mailq import admin
+    from mailq.web import params
+    assert params.HISTORY_DAYS is admin.HISTORY_DAYS
