@@ -45,8 +45,9 @@ def _makes_client(node):
 def _is_client(node, clients):
     """Is `node` a Redis client: x.redis, a client made here, a pipeline, a name bound
     to one of those, or a command chained on one (pipe.hget(...).hget(...))?"""
-    if isinstance(node, ast.Attribute) and node.attr == 'redis':
-        return True
+    if isinstance(node, ast.Attribute) and (node.attr == 'redis' or node.attr == 'conn'
+                                            and (_chain(node.value) or '').endswith('storage')):
+        return True                     # x.redis, and huey.storage.conn (Huey's own client)
     if _chain(node) in clients or _makes_client(node):
         return True
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
@@ -112,10 +113,11 @@ def f(rt, store, smtp):
     smtp.quit()
     rt.store.queue('q').size()
     d = {}; d.get('x')
+    rt.huey.storage.conn.lpush('huey.redis.mailq', 'task')
 '''
     found = redis_calls(source)
     assert [line.split(':')[0] for line in found] == \
-        ['4', '5', '5', '5', '7', '8', '9', '10', '10', '11', '12', '13', '14'], found
+        ['4', '5', '5', '5', '7', '8', '9', '10', '10', '11', '12', '13', '14', '19'], found
 
 
 def test_outside_the_store_no_module_sends_a_redis_command():
