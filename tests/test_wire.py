@@ -277,6 +277,23 @@ def test_display_names_are_stored_and_shown_as_written(wire):
     assert to.addresses[1].display_name == 'Lee, Ann'
 
 
+def test_display_names_in_the_outbox_are_as_written(redis_ini):
+    """The issue's own example: transport = outbox, the outbox list and its filter."""
+    web, proc = WebApp(redis_ini), start_worker(redis_ini, '-w', '1')
+    try:
+        written = 'Jürgen Müller <juergen@bücher.example>'
+        status, _, body = web.post('/api/mails', {**MAIL, 'to': written})
+        assert status == 202, body
+        assert wait_status(web, body['id'], 'sent')['to'] == written
+        for query in ('', '?q=J%C3%BCrgen', '?q=M%C3%BCller'):
+            rows = web.get('/api/outbox' + query)[2]['rows']
+            assert [(r['id'], r['to']) for r in rows] == [(body['id'], written)], query
+        assert web.get('/api/outbox?q=%3D%3Futf-8')[2]['rows'] == []
+    finally:
+        stop_process(proc)
+        web.close()
+
+
 def test_records_written_the_old_way_still_display(wire):
     """Upgrade: a record from before this fix (encoded 'to') is shown decoded, and the
     list filter still finds it by what it stored."""
