@@ -6,12 +6,14 @@ import http.client
 import json
 import re
 import socket
+import sys
 import time
 import urllib.parse
 
 import pytest
 
 from support.ini import write_ini
+from support.procs import REPO_ROOT, free_port, start_process, stop_process, wait_http
 from support.records import record_ids
 from support.web_proc import WebProcess
 
@@ -100,6 +102,28 @@ def test_loopback_names_and_the_listed_hosts_are_served(open_web, authed_web):
     for host in ('mailq.example.evil', 'evilexample.org', 'attacker.example'):
         status, _, _ = call(authed_web, 'GET', '/api/stats', headers={'Host': host, **auth})
         assert status == 400, host
+
+
+@pytest.mark.parametrize('where', ['config', 'flag'])
+def test_the_address_mailq_listens_on_is_an_allowed_host(redis_server, tmp_path, where):
+    """By default allowed_hosts also holds the configured host ([web] host or --host)."""
+    port = free_port()
+    web = {'host': '127.0.0.2'} if where == 'config' else {}
+    ini = write_ini(tmp_path / 'mailq.ini', {
+        'redis': {'url': redis_server.url, 'prefix': 'bound'}, 'web': web})
+    flags = ['--host', '127.0.0.2'] if where == 'flag' else []
+    proc = start_process([sys.executable, REPO_ROOT / 'mailq.py', 'web', '-c', ini,
+                          '--port', port, *flags])
+    try:
+        wait_http(f'http://127.0.0.2:{port}/healthz')
+        for host, wanted in ((f'127.0.0.2:{port}', 200), ('127.0.0.2', 200),
+                             (f'localhost:{port}', 200), (f'127.0.0.3:{port}', 400)):
+            conn = http.client.HTTPConnection('127.0.0.2', port, timeout=10)
+            conn.request('GET', '/api/stats', headers={'Host': host})
+            assert conn.getresponse().status == wanted, host
+            conn.close()
+    finally:
+        stop_process(proc)
 
 
 def test_the_host_check_comes_before_the_login(authed_web):
