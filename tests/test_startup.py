@@ -3,6 +3,7 @@ config file is said loudly (issue 10 item 4, issue 11 item 14)."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,13 +87,27 @@ def test_check_with_a_config_file_says_nothing_about_defaults(tmp_path, redis_ur
     assert 'no config file' not in result.stderr
 
 
-@pytest.mark.parametrize('args', [['stats'], ['cron'],
+@pytest.mark.parametrize('args', [['stats'], ['cron'], ['suppress', 'list'],
                                   ['send', '--to', 'a@example.com', '--subject', 's',
                                    '--text', 't']])
 def test_short_roles_without_a_config_file_say_where_they_looked(tmp_path, redis_url, args):
     result = _cli(tmp_path, _env(redis_url), *args)
     assert result.returncode == 0, result.stderr
     assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in result.stderr
+
+
+@pytest.mark.parametrize('command', [['mailq.py', 'sendmail'], ['mailq-sendmail']])
+def test_sendmail_without_a_config_file_says_where_it_looked(tmp_path, redis_url, command):
+    """The drop-in too: cron's mail would otherwise wait in the outbox unsaid."""
+    program = ([PYTHON, str(REPO_ROOT / command[0]), *command[1:]] if command[0] == 'mailq.py'
+               else [str(Path(PYTHON).parent / command[0])])
+    result = subprocess.run([*program, 'ann@example.com'], input=b'Subject: s\n\nhi\n',
+                            capture_output=True, timeout=60, cwd=str(tmp_path),
+                            env=_env(redis_url))
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in stderr
+    assert 'mail is kept in the outbox, never sent' in stderr
 
 
 @pytest.mark.parametrize('role', ['web', 'worker'])
