@@ -12,6 +12,7 @@ from support.ini import smtp_section, write_ini
 from support.mailq_app import run_cli
 from support.procs import PYTHON, REPO_ROOT, free_port, read_log, start_process, stop_process
 from support.procs import wait_http
+from support.submission import SubmissionProcess
 
 
 def wait_until(check, timeout=20, what='condition', proc=None):
@@ -90,6 +91,20 @@ def test_web_logs_the_signal_and_its_exit(mailq_ini):
     assert stop_process(web) == 0
     log = read_log(web)
     assert 'received SIGTERM: stopping' in log and 'web stopped' in log, log
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_submission_logs_the_signal_and_its_exit(tmp_ini, redis_url, sig):
+    """The listener stores the mails in hand at stop (no mail is handed back: a client
+    without its 250 sends again), so its lines are the signal and the exit."""
+    port = free_port()
+    ini = tmp_ini(redis={'url': redis_url}, submission={'enabled': 'yes', 'port': port})
+    listener = SubmissionProcess(ini, port)
+    assert stop_process(listener.proc, sig) == 0
+    lines = listener.log().rstrip().splitlines()
+    assert any(f'received {signal.Signals(sig).name}: taking no new mail' in line
+               for line in lines), lines
+    assert lines[-1].endswith('submission stopped'), lines
 
 
 def test_run_warns_about_redis_persistence_once(mailq_ini):
