@@ -295,14 +295,23 @@ def test_healthz_without_configured_credentials_has_the_details(open_web):
 # -- 6. the raw message is a download
 
 def test_raw_message_is_served_as_a_download(open_web):
-    status, _, accepted = post_json(open_web, '/api/mails', {**MAIL, 'subject': 'Raw one'})
+    """The API's and the dashboard's raw message, with the attachment route's headers."""
+    attached = {'filename': 'a.txt', 'content': base64.b64encode(b'hi').decode()}
+    status, _, accepted = post_json(open_web, '/api/mails', {
+        **MAIL, 'subject': 'Raw one', 'attachments': [attached]})
     assert status == 202
-    status, headers, text = call(open_web, 'GET', f'/api/mails/{accepted["id"]}/raw')
-    assert status == 200 and 'Subject: Raw one' in text
-    assert headers['content-type'].startswith('message/rfc822')
-    assert headers['content-disposition'].startswith('attachment; filename="')
-    assert headers['x-content-type-options'] == 'nosniff'
-    assert headers['content-security-policy'].startswith('sandbox')
+    mail_id = accepted['id']
+    names = ('content-disposition', 'x-content-type-options', 'content-security-policy')
+    _, attachment, _ = call(open_web, 'GET', f'/mails/{mail_id}/attachments/0')
+    for path in (f'/api/mails/{mail_id}/raw', f'/mails/{mail_id}/raw'):
+        status, headers, text = call(open_web, 'GET', path)
+        assert status == 200 and 'Subject: Raw one' in text, path
+        assert headers['content-type'].startswith('message/rfc822')
+        assert headers['content-disposition'].startswith(f'attachment; filename="{mail_id}.eml"')
+        assert headers['x-content-type-options'] == 'nosniff'
+        assert headers['content-security-policy'].startswith('sandbox')
+        assert [headers[n].split(';')[0] for n in names] == [
+            attachment[n].split(';')[0] for n in names], path
 
 
 # -- 20. 415 for a body that is not JSON; distinct 401 messages
