@@ -35,18 +35,18 @@ def attachment(content, filename='a.bin', content_type=None):
 
 @pytest.fixture
 def wire(tmp_ini, redis_url):
-    """wire(extensions=..., workers=4, data_reply=..., data_delay=...) ->
+    """wire(extensions=..., workers=4, worker_args=(), data_reply=..., data_delay=...) ->
     (web, worker process, raw server); everything is stopped after the test."""
     started = []
 
-    def make(workers=4, **server_options):
+    def make(workers=4, worker_args=(), **server_options):
         server = RawSMTPServer(**server_options)
         ini = tmp_ini(redis={'url': redis_url},
                       worker={'retry_base': '1', 'retry_max_delay': '2'},
                       smtp={'transport': 'smtp', 'host': '127.0.0.1', 'port': str(server.port),
                             'timeout': '5', 'from': 'mailq@example.com'},
                       templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
-        web, proc = WebApp(ini), start_worker(ini, '-w', str(workers))
+        web, proc = WebApp(ini), start_worker(ini, '-w', str(workers), *worker_args)
         started.append((web, proc, server))
         return web, proc, server
 
@@ -129,9 +129,11 @@ def test_non_ascii_content_type_is_422(web, content_type):
 
 # -- 8: QUIT on a graceful stop ---------------------------------------------
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_graceful_stop_ends_every_session_with_quit(wire, sig):
-    web, proc, server = wire(workers=4, data_delay=0.3)
+@pytest.mark.parametrize('sig, worker_type', [(signal.SIGTERM, 'thread'),
+                                              (signal.SIGINT, 'thread'),
+                                              (signal.SIGTERM, 'process')])
+def test_graceful_stop_ends_every_session_with_quit(wire, sig, worker_type):
+    web, proc, server = wire(workers=4, worker_args=('-k', worker_type), data_delay=0.3)
     ids = [web.post('/api/mails', {**MAIL, 'to': f'u{i}@example.com'})[2]['id']
            for i in range(8)]
     for mail_id in ids:
