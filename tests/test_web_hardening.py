@@ -214,6 +214,25 @@ def _is_open(sock):
         sock.setblocking(True)
 
 
+def test_connection_limit_is_the_configured_one(redis_server, tmp_path):
+    """[web] connection_limit reaches waitress: past it, /healthz waits in the backlog
+    (the control for the test above, whose 300 fit under the default 1000)."""
+    ini = write_ini(tmp_path / 'mailq.ini', {
+        'redis': {'url': redis_server.url, 'prefix': 'limited'},
+        'web': {'connection_limit': '10'}})
+    web = WebProcess(ini)
+    try:
+        socks = half_open(web.port, 12)
+        time.sleep(1)
+        assert timed_healthz(web, timeout=2) == float('inf')
+        for sock in socks:
+            sock.close()
+        time.sleep(1)
+        assert timed_healthz(web) < 1.0
+    finally:
+        web.stop()
+
+
 def test_idle_connections_are_closed_after_channel_timeout(redis_server, tmp_path):
     ini = write_ini(tmp_path / 'mailq.ini', {
         'redis': {'url': redis_server.url, 'prefix': 'slow'},
