@@ -125,7 +125,9 @@ def test_run_warns_about_redis_persistence_once(mailq_ini):
     assert len(stop) == 3, log
 
 
-def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_server):
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])     # SIGINT: Ctrl-C
+def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_server, sig):
+    """stop_process signals the process group, as a terminal's Ctrl-C under `make run`."""
     redis_port, web_port = free_port(), free_port()
     ini = write_ini(tmp_path / 'mailq.ini', {
         'redis': {'url': f'redis://127.0.0.1:{redis_port}/0'},
@@ -137,9 +139,10 @@ def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_serv
         wait_http(f'http://127.0.0.1:{web_port}/healthz', timeout=30)
         assert private.ping()
         server_pid = private.info('server')['process_id']
-        assert stop_process(proc, signal.SIGTERM) == 0, read_log(proc)
+        assert stop_process(proc, sig) == 0, read_log(proc)
         log = read_log(proc)
         assert 'starting a private one' in log
+        assert 'returned 0 unfinished mail(s)' in log     # the hand-back ran, then Redis stopped
         assert f'stopped the private redis-server on port {redis_port}' in log
         with pytest.raises(redis.ConnectionError):
             private.ping()
