@@ -110,18 +110,19 @@ def test_sendmail_without_a_config_file_says_where_it_looked(tmp_path, redis_url
     assert 'mail is kept in the outbox, never sent' in stderr
 
 
-@pytest.mark.parametrize('role', ['web', 'worker'])
+@pytest.mark.parametrize('role', ['web', 'worker', 'run', 'submission'])
 def test_long_running_roles_without_a_config_file_say_where_they_looked(tmp_path, redis_url,
                                                                         role):
     port = free_port()
     proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', role],
                          env=_env(redis_url, MAILQ_WEB_PORT=str(port),
+                                  MAILQ_SUBMISSION_PORT=str(port),
                                   MAILQ_WORKER_CONCURRENCY='1'), cwd=tmp_path)
     try:
-        if role == 'web':
+        if role in ('web', 'run'):
             wait_http(f'http://127.0.0.1:{port}/healthz')
-        else:
-            _wait_for_text(proc, 'worker ')
+        _wait_for_text(proc, {'web': 'web listening', 'worker': 'worker ', 'run': 'worker ',
+                              'submission': 'submission listening'}[role])
     finally:
         stop_process(proc)
     assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in read_log(proc)
