@@ -6,7 +6,8 @@ into the header of every script.
 """
 from importlib import resources
 
-from redis.exceptions import NoScriptError
+import hiredis
+from redis.exceptions import DataError, NoScriptError
 
 # Wake tokens kept per queue: enough for every idle thread to wake, never a growing list.
 WAKE_LEN = 100
@@ -97,7 +98,7 @@ class DirectScript:
         self.registered.sha = conn.read_response().decode()
 
     def _evalsha(self, conn, keys, args):
-        conn.send_command('EVALSHA', self.sha, len(keys), *keys, *args)
+        conn.send_packed_command([pack('EVALSHA', self.sha, len(keys), *keys, *args)])
         return conn.read_response()
 
     def _evalsha_all(self, calls):
@@ -105,3 +106,12 @@ class DirectScript:
             for keys, args in calls:
                 pipe.evalsha(self.sha, len(keys), *keys, *args)
             return pipe.execute(raise_on_error=False)
+
+
+def pack(*args):
+    """The command in Redis's protocol, packed by hiredis directly: redis-py's packer
+    walks the arguments in Python first (about 8 us for a finish call's 50)."""
+    try:
+        return hiredis.pack_command(args)
+    except TypeError as exc:
+        raise DataError(exc) from exc
