@@ -14,17 +14,22 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets):
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets = sorted(filter(None, secrets), key=len, reverse=True)
 
     def filter(self, record):
         if self.secrets:
-            record.msg, record.args = redact(record.getMessage(), self.secrets), None
+            secrets = self.secrets
+            message = record.getMessage()
+            if any(s in message for s in secrets):
+                message = redact(message, secrets)
+            record.msg, record.args = message, None
             fields = getattr(record, 'fields', None)
-            if fields:
-                record.fields = {k: redact(v, self.secrets) if isinstance(v, str) else v
+            if fields and any(isinstance(v, str) and s in v for v in fields.values()
+                              for s in secrets):
+                record.fields = {k: redact(v, secrets) if isinstance(v, str) else v
                                  for k, v in fields.items()}
             if record.exc_info:   # exception texts can carry secrets too (URLs, replies)
-                record.exc_text = redact(_PLAIN.formatException(record.exc_info), self.secrets)
+                record.exc_text = redact(_PLAIN.formatException(record.exc_info), secrets)
                 record.exc_info = None
         return True
 
@@ -32,16 +37,37 @@ class RedactingFilter(logging.Filter):
 def redact(text, secrets):
     """`text` with every secret replaced by ***; also for /healthz and `mailq check`."""
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, '***')
+        if secret in text:
+            text = text.replace(secret, '***')
     return text
 
 
 _PLAIN = logging.Formatter()
 
 
+class TextFormatter(logging.Formatter):
+    """The stdlib's text lines; the time of day formatted once a second, not once a line."""
+    _cached = (None, '')        # (second, its text): one tuple, so threads read a pair
+
+    def formatTime(self, record, datefmt=None):
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second, text = self._cached
+        if second != int(record.created):
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._cached = (int(record.created), text)
+        return self.default_msec_format % (text, record.msecs)
+
+
 class JSONFormatter(logging.Formatter):
+    _cached = (None, '')
+
     def format(self, record):
-        entry = {'time': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created)),
+        second, text = self._cached
+        if second != int(record.created):
+            text = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))
+            self._cached = (int(record.created), text)
+        entry = {'time': text,
                  'level': record.levelname.lower(), 'logger': record.name,
                  'message': record.getMessage()}
         for key, value in getattr(record, 'fields', {}).items():
@@ -52,11 +78,15 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_logging(config, stream=None):
+    # No format here shows the caller, thread or process: the logging HOWTO's
+    # "Optimization" switches spare every record their lookups (the worker logs each mail).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     if config.log.format == 'json':
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+        handler.setFormatter(TextFormatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
     handler.addFilter(RedactingFilter(config.secrets()))
     root = logging.getLogger()
     root.handlers[:] = [handler]

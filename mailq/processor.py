@@ -194,17 +194,23 @@ class Processor:
         return RETRYING, next_at, self.new_task(mail_id, queue)
 
     def _log(self, mail_id, queue, recipients, outcome, code, error, duration):
+        """One line a mail, formatted here: no %-args for logging to format again."""
         if self.full_recipients:
             to = ','.join(recipients)
         else:
             to = ','.join(sorted({r.rsplit('@', 1)[-1] for r in recipients}))
         level = logging.INFO if outcome == SENT else logging.WARNING
+        if not log.isEnabledFor(level):
+            return
+        error = error[:200]
+        duration_ms = duration * 1000
         fields = {'event': 'delivery', 'mail': mail_id, 'queue': queue, 'to': to,
                   'outcome': outcome, 'code': code or None,
-                  'duration_ms': round(duration * 1000, 1), 'reply': error[:200] or None}
-        log.log(level, 'delivery mail=%s queue=%s to=%s outcome=%s code=%s duration_ms=%.1f%s',
-                mail_id, queue, to, outcome, code or '-', duration * 1000,
-                f' reply="{error[:200]}"' if error else '', extra={'fields': fields})
+                  'duration_ms': round(duration_ms, 1), 'reply': error or None}
+        reply = f' reply="{error}"' if error else ''
+        log.log(level, f'delivery mail={mail_id} queue={queue} to={to} outcome={outcome} '
+                       f'code={code or "-"} duration_ms={duration_ms:.1f}{reply}',
+                extra={'fields': fields})
 
 
 def _until_redis_answers(action, what, max_delay=5.0):
