@@ -123,3 +123,40 @@ def test_percent_encoded_redis_password_is_redacted_in_both_spellings(tmp_ini):
         logging.getLogger().removeHandler(handler)
     out = stream.getvalue()
     assert 'AUTH *** for redis://mailq:***@' in out and 'secret' not in out
+
+
+@pytest.mark.parametrize('fmt', ['text', 'json'])
+def test_delivery_line_keeps_its_text_and_fields(tmp_ini, fmt):
+    """Processor._log formats the line itself (no %-args): a reply with a % sign and a
+    secret in it comes out as before, redacted, with the stdlib's time stamp."""
+    from mailq.processor import Processor
+    config = load(str(tmp_ini(smtp={'password': SMTP_PASSWORD}, log={'format': fmt})),
+                  environ={})
+    stream = io.StringIO()
+    handler = setup_logging(config, stream)
+    processor = Processor.__new__(Processor)
+    processor.full_recipients = False
+    try:
+        processor._log('m1', 'mailers', ['a@x.example', 'b@y.example'], 'retrying', 451,
+                       f'451 100% full {SMTP_PASSWORD}', 0.01234)
+        processor._log('m2', 'mailers', ['a@x.example'], 'sent', 250, '', 0.5)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    first, second = stream.getvalue().splitlines()
+    text = ('delivery mail=m1 queue=mailers to=x.example,y.example outcome=retrying '
+            'code=451 duration_ms=12.3 reply="451 100% full ***"')
+    if fmt == 'text':
+        created = time.strptime(first[:19], '%Y-%m-%d %H:%M:%S')
+        assert abs(time.mktime(created) - time.time()) < 5 and first[19] == ','
+        assert first[23:] == ' WARNING mailq.worker: ' + text
+        assert second.endswith(' INFO mailq.worker: delivery mail=m2 queue=mailers '
+                               'to=x.example outcome=sent code=250 duration_ms=500.0')
+        return
+    entry = json.loads(first)
+    assert entry['message'] == text and entry['level'] == 'warning'
+    assert {k: entry[k] for k in ('event', 'mail', 'queue', 'to', 'outcome', 'code',
+                                  'duration_ms', 'reply')} == {
+        'event': 'delivery', 'mail': 'm1', 'queue': 'mailers', 'to': 'x.example,y.example',
+        'outcome': 'retrying', 'code': 451, 'duration_ms': 12.3,
+        'reply': '451 100% full ***'}
+    assert json.loads(second)['reply'] is None and json.loads(second)['code'] == 250
