@@ -62,7 +62,7 @@ PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL \
 lock: venv
 	$(PIP) install pip-tools
 	$(PIP_COMPILE) --upgrade --output-file requirements.lock setup.cfg
-	$(PIP_COMPILE) --upgrade --extra test --output-file requirements-test.lock setup.cfg
+	$(PIP_COMPILE) --upgrade --extra test --extra bench --output-file requirements-test.lock setup.cfg
 
 # The benchmark suite (bench/, docs/benchmark.md): its own redis-server and Postfix's smtp-sink.
 SMTP_SINK := /usr/sbin/smtp-sink
