@@ -4,8 +4,10 @@ Queued and scheduled mails go through mailq's own compose() and accept script,
 pipelined. Retrying and dead records (which only a worker writes) are written
 with the fields the finish script sets, on top of Mail.record_fields().
 """
+import base64
 import dataclasses
 import json
+import random
 import time
 
 from mailq.compose import compose, new_mail_id
@@ -139,12 +141,20 @@ def receipt_text(n=0, lines=28):
             'Example Shop GmbH, Hauptstrasse 1, 10115 Berlin\n')
 
 
-def html_request(n=0, **extra):
-    """The API/send() fields of the realistic HTML mail number n (about 20 KB raw)."""
+def html_request(n=0, lines=28, **extra):
+    """The API/send() fields of the realistic HTML mail number n (about 20 KB raw; with
+    `lines` 300, a long order of about 200 KB)."""
     return {'to': f'user{n}@example.com', 'from': 'Example Shop <shop@example.com>',
-            'subject': f'Your order {100000 + n}', 'text': receipt_text(n),
-            'html': receipt_html(n), **extra}
+            'subject': f'Your order {100000 + n}', 'text': receipt_text(n, lines),
+            'html': receipt_html(n, lines), **extra}
 
 
-def html_mail(rt, n=0):
-    return compose(html_request(n), config=rt.config, templates=rt.templates)
+def html_mail(rt, n=0, lines=28):
+    return compose(html_request(n, lines), config=rt.config, templates=rt.templates)
+
+
+def attachment_mail(rt, size=2 * 2 ** 20):
+    """The 2 KB mail with a PDF of `size` bytes that does not compress (as a real one)."""
+    content = base64.b64encode(random.Random(size).randbytes(size)).decode()
+    pdf = {'filename': 'invoice.pdf', 'content_type': 'application/pdf', 'content': content}
+    return compose(request(0, attachments=[pdf]), config=rt.config, templates=rt.templates)
