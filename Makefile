@@ -15,7 +15,8 @@ FAST_TESTS := tests/test_config.py tests/test_startup.py tests/test_cron_schedul
               tests/test_reliable_fetch.py tests/test_submission_data.py \
               $(wildcard tests/test_store*.py tests/test_keys*.py tests/test_states*.py)
 
-.PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick
+.PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick bench-curves \
+        bench-curves-quick
 
 # venv: the developer's environment (runtime and test tools); venv-run: the runtime only.
 venv: $(TEST_STAMP)
@@ -73,6 +74,14 @@ bench: venv $(SMTP_SINK)
 
 bench-quick: venv $(SMTP_SINK)
 	$(VENV)/bin/python -m bench --quick
+
+# How cost grows (bench/curves.py): docs/benchmark/curves.json and a PNG a curve, about
+# 10 minutes (a million mails of history); -quick writes bench/curves/ in under 2 minutes.
+bench-curves: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench.curves
+
+bench-curves-quick: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench.curves --quick
 
 $(SMTP_SINK):
 	$(SUDO) apt-get update

@@ -71,7 +71,7 @@ def run(sizes, mode):
         step(f'memory: {sizes["queued"]:,} queued 2 KB mails')
         results['memory'] = {'queued_2kb': queued_memory(env, rt, sizes['queued'])}
         step(f'memory: {sizes["sent_html"]:,} sent 20 KB HTML mails, body kept')
-        results['memory']['sent_html_body_kept'] = sent_memory(
+        results['memory']['sent_html_body_kept'], results['sent_fill_problems'] = sent_memory(
             env, rt, sizes['sent_html'], mails.html_mail(rt), keep_body=True)
         results['enqueue_history'], results['memory']['history_2kb'], results['history_fill'] = \
             history(env, rt, sizes, step)
@@ -104,8 +104,9 @@ def queued_memory(env, rt, count):
 def sent_memory(env, rt, count, template, keep_body):
     env.flush()
     readings = _Readings(env)
-    fill_history(rt, 0, count, template, keep_body, max(1, count // SAMPLES), readings.take)
-    return readings.series()
+    _, probes = fill_history(rt, 0, count, template, keep_body, max(1, count // SAMPLES),
+                             readings.take)
+    return readings.series(), check_history(rt, probes, keep_body)
 
 
 class _Readings:
@@ -134,16 +135,19 @@ class _Readings:
 
 def fill_history(rt, start, stop, template=None, keep_body=False, chunk=50_000, taken=None):
     """Mails number start to stop - 1 stored as sent (module docstring); `taken(n)` after
-    each chunk, with n mails stored. Returns the seconds it took."""
+    each chunk, with n mails stored. Returns the seconds it took and the first mail id of
+    each chunk (to check)."""
     store, keys = rt.store, rt.keys
     template = template or mails.sample_mail(rt)
     for script in (store.scripts.accept, store.scripts.finish):
         rt.redis.script_load(script.script)
-    started, recorder, running = time.perf_counter(), search.Recorder(), None
+    started, recorder, running, probes = time.perf_counter(), search.Recorder(), None, []
     for first in range(start, stop, chunk):
         last = min(first + chunk, stop)
         for n in range(first, last):
             mail = search.numbered(template, n)
+            if n == first:
+                probes.append(mail.id)
             task = rt.new_task(mail.id, mail.queue)
             store.accept(mail, task, pipe=recorder)
             attempt = {'at': time.time(), 'worker': WORKER, 'outcome': 'sent', 'code': 250,
@@ -158,7 +162,22 @@ def fill_history(rt, start, stop, template=None, keep_body=False, chunk=50_000, 
         running = _Piped(rt, recorder.take(), last)
     if running:
         running.wait(taken)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, probes
+
+
+def check_history(rt, ids, keep_body=False):
+    """What the fill must have left of each mail: a sent record, one attempt, and a body
+    only with keep_body."""
+    pipe = rt.redis.pipeline(transaction=False)
+    for mail_id in ids:
+        pipe.hget(rt.keys.record(mail_id), 'status')
+        pipe.llen(rt.keys.log(mail_id))
+        pipe.exists(rt.keys.body(mail_id))
+    replies = pipe.execute()
+    found = list(zip(replies[::3], replies[1::3], replies[2::3]))
+    bad = [f for f in found if f != (b'sent', 1, int(keep_body))]
+    return [f'history: {len(bad)} of {len(ids)} probed mails not as sent: {bad[:3]}'] if bad \
+        else []
 
 
 class _Piped:
@@ -188,15 +207,15 @@ def history(env, rt, sizes, step):
     """At each history size: POST /api/mails (8 keep-alive clients) and mailq.send()
     (one caller); rate and per-request latency. Memory is read along the fill."""
     env.flush()
-    readings, points, filled, fill_seconds = _Readings(env), [], 0, 0.0
+    readings, points, filled, fill_seconds, probes = _Readings(env), [], 0, 0.0, []
     web = env.web()
     try:
         for target in sizes['history']:
             if target > filled:
                 step(f'history: storing mails {filled:,} to {target:,} (accept + finish)')
-                fill_seconds += fill_history(rt, filled, target, chunk=sizes['chunk'],
-                                             taken=readings.take)
-                filled = target
+                seconds, firsts = fill_history(rt, filled, target, chunk=sizes['chunk'],
+                                               taken=readings.take)
+                fill_seconds, probes, filled = fill_seconds + seconds, probes + firsts, target
             step(f'enqueue at {target:,} stored mails')
             before = readings._used()
             points.append({'stored': target, 'http': enqueue_http(env, sizes['http']),
@@ -206,7 +225,8 @@ def history(env, rt, sizes, step):
         env.stop(web)
     top = sizes['history'][-1]
     fill = {'mails': top, 'seconds': round(fill_seconds, 1),
-            'us_per_mail': round(fill_seconds / top * 1e6, 1) if top else 0}
+            'us_per_mail': round(fill_seconds / top * 1e6, 1) if top else 0,
+            'probed': len(probes), 'problems': check_history(rt, probes)}
     return points, readings.series(), fill
 
 
@@ -289,12 +309,14 @@ def _plot_history(figure, r):
     spots = range(len(points))
     names = [_count(p['stored']) for p in points]
     rate, latency = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    for kind, label in (('http', 'POST /api/mails, 8 clients'), ('send', 'mailq.send()')):
-        rate.plot(spots, [p[kind]['rate'] for p in points], 'o-', label=label)
+    for kind, label, color in (('http', 'POST /api/mails, 8 clients', 'tab:blue'),
+                               ('send', 'mailq.send()', 'tab:orange')):
+        rate.plot(spots, [p[kind]['rate'] for p in points], 'o-', label=label, color=color)
         _label(rate, spots, [p[kind]['rate'] for p in points], '{:,.0f}')
-        latency.plot(spots, [p[kind]['p99_ms'] for p in points], 'o-', label=f'{label}, p99')
-        latency.plot(spots, [p[kind]['p50_ms'] for p in points], 'o--', alpha=0.6,
-                     label=f'{label}, p50')
+        latency.plot(spots, [p[kind]['p99_ms'] for p in points], 'o-', color=color,
+                     label=f'{label}, p99')
+        latency.plot(spots, [p[kind]['p50_ms'] for p in points], 'o--', alpha=0.5,
+                     color=color, label=f'{label}, p50')
     rate.set(xticks=spots, xticklabels=names, xlabel='mails stored (sent history)',
              ylabel='mails/s', title='Enqueue rate against history', ylim=(0, None))
     latency.set(xticks=spots, xticklabels=names, xlabel='mails stored (sent history)',
@@ -304,6 +326,7 @@ def _plot_history(figure, r):
 
 
 def _plot_memory(figure, r):
+    import matplotlib.ticker
     total, each = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     for key, label in (('sent_html_body_kept', 'sent 20 KB HTML, body kept'),
                        ('queued_2kb', 'queued 2 KB mail'),
@@ -314,9 +337,17 @@ def _plot_memory(figure, r):
         each.plot(mails_, [p[2] for p in points], 'o-', markersize=3, label=label)
         each.annotate(f'{points[-1][2]:,} B', (mails_[-1], points[-1][2]), fontsize=8,
                       textcoords='offset points', xytext=(-10, 6), ha='right')
-    total.set(xscale='log', yscale='log', xlabel='mails stored (log)',
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}')
+    counts = matplotlib.ticker.FuncFormatter(lambda v, _: _count(int(v)))
+    for axes in (total, each):
+        axes.set_xscale('log')
+        axes.xaxis.set_major_formatter(counts)
+    total.set_yscale('log')
+    total.yaxis.set_major_formatter(plain)
+    total.yaxis.set_minor_formatter(plain)
+    total.set(xlabel='mails stored (log)',
               ylabel='Redis used_memory, MiB (log)', title='Redis memory against stored mails')
-    each.set(xscale='log', xlabel='mails stored (log)', ylabel='bytes a mail',
+    each.set(xlabel='mails stored (log)', ylabel='bytes a mail',
              title='Redis bytes a mail', ylim=(0, None))
     total.legend(fontsize=8)
     each.legend(fontsize=8)
@@ -367,7 +398,8 @@ def _stepper():
 
 def problems(results):
     return [p for key in ('delivery_workers', 'delivery_size') for point in results[key]
-            for p in point['problems']]
+            for p in point['problems']] + results['sent_fill_problems'] + \
+        results['history_fill']['problems']
 
 
 def table(r):
