@@ -92,11 +92,12 @@ def _sized(rt):
 
 
 def queued_memory(env, rt, count):
-    """used_memory along `count` queued 2 KB mails (mails.fill_queued: accept.lua)."""
+    """used_memory along `count` queued 2 KB mails (mails.fill_queued: accept.lua), each
+    with its own recipient and Message-ID as the history has."""
     env.flush()
     readings, step = _Readings(env), max(1, count // SAMPLES)
     for first in range(0, count, step):
-        mails.fill_queued(rt, min(step, count - first))
+        mails.fill_queued(rt, min(step, count - first), first=first)
         readings.take(min(first + step, count))
     return readings.series()
 
@@ -145,7 +146,7 @@ def fill_history(rt, start, stop, template=None, keep_body=False, chunk=50_000, 
     for first in range(start, stop, chunk):
         last = min(first + chunk, stop)
         for n in range(first, last):
-            mail = search.numbered(template, n)
+            mail = mails.numbered(template, n)
             if n == first:
                 probes.append(mail.id)
             task = rt.new_task(mail.id, mail.queue)

@@ -14,18 +14,9 @@ import statistics
 import subprocess
 import urllib.parse
 
-from mailq.compose import new_mail_id
-
 from . import mails
+from .mails import HOT, address
 from .httpload import get
-
-HOT = 'ops@example.com'
-SPREAD = 50000        # addresses sharing the other nine tenths
-
-
-def address(n):
-    return HOT if n % 10 == 0 else f'user{n % SPREAD}@example.com'
-
 
 class Recorder:
     """Stands in for a pipeline: keeps each EVALSHA the store sends as Redis protocol,
@@ -67,21 +58,12 @@ def fill(rt, count, chunk=50000):
     recorder = Recorder()
     for start in range(0, count, chunk):
         for n in range(start, min(start + chunk, count)):
-            mail = numbered(template, n)
+            mail = mails.numbered(template, n)
             rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=recorder)
         cli.stdin.write(recorder.take())
     wait_cli(cli)
     probe = count // 2
     return f'<{probe}.bench@example.com>', f'order-{probe - probe % 2}'
-
-
-def numbered(template, n):
-    """Mail number n of a fill: an id, recipient, Message-ID and every other one an
-    idempotency key of its own (the body stays the template's)."""
-    to = address(n)
-    return dataclasses.replace(template, id=new_mail_id(), recipients=[to], to=[to],
-                               message_id=f'<{n}.bench@example.com>',
-                               idempotency_key=f'order-{n}' if n % 2 == 0 else None)
 
 
 def pipe_cli(rt):
