@@ -8,11 +8,12 @@ PIP    := $(VENV)/bin/pip
 LOCKS      := setup.cfg pyproject.toml requirements.lock requirements-test.lock
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
-# The fast tier: config, start-up checks, schedules, MIME, tasks, and the Lua scripts of
-# the reliable fetch against one redis-server; plus any store/keys/states tests.
+# The fast tier: config, start-up checks, schedules, MIME, tasks, the import graph, and
+# the Lua scripts of the reliable fetch against one redis-server; plus any store/keys/
+# states tests (the store's borders among them).
 FAST_TESTS := tests/test_config.py tests/test_startup.py tests/test_cron_schedule.py \
               tests/test_cron_validation.py tests/test_mime.py tests/test_tasks.py \
-              tests/test_reliable_fetch.py tests/test_submission_data.py \
+              tests/test_reliable_fetch.py tests/test_submission_data.py tests/test_imports.py \
               $(wildcard tests/test_store*.py tests/test_keys*.py tests/test_states*.py)
 
 .PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick bench-curves \
