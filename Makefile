@@ -76,8 +76,8 @@ bench: venv $(SMTP_SINK)
 bench-quick: venv $(SMTP_SINK)
 	$(VENV)/bin/python -m bench --quick
 
-# How cost grows (bench/curves.py): docs/benchmark/curves.json and a PNG a curve, about
-# 10 minutes (a million mails of history); -quick writes bench/curves/ in under 2 minutes.
+# How cost grows (bench/curves.py): docs/benchmark/curves.json and a PNG a curve, 5 to 7
+# minutes on 2 cores (a million mails of history); -quick writes bench/curves/, about 1 minute.
 bench-curves: venv $(SMTP_SINK)
 	$(VENV)/bin/python -m bench.curves
 

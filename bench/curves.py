@@ -1,8 +1,8 @@
 """`python -m bench.curves [--quick]`: how cost grows. Delivery rate against `-w` and
 against mail size; enqueue rate and latency against stored history; Redis memory
 against stored mails. Writes curves.json (the numbers, with the machine, the commit and
-the load average at each point) and one PNG a curve: into docs/benchmark/ (full, about
-10 minutes on 2 cores), bench/curves/ with --quick (under 2 minutes, untracked).
+the load average at each point) and one PNG a curve: into docs/benchmark/ (full, 5 to 7
+minutes on 2 cores), bench/curves/ with --quick (about a minute, untracked).
 
 The history is sent mail as most of a week of it sits in Redis: each mail through
 accept.lua and then finish.lua as a worker thread records a 250, its body key deleted
