@@ -39,7 +39,8 @@ def version(text):
 @pytest.mark.parametrize('lock, keys', [
     ('requirements.lock', [('options', 'install_requires')]),
     ('requirements-test.lock', [('options', 'install_requires'),
-                                ('options.extras_require', 'test')]),
+                                ('options.extras_require', 'test'),
+                                ('options.extras_require', 'bench')]),
 ])
 def test_every_requirement_is_pinned_at_its_floor_with_hashes(lock, keys):
     pinned = pins(lock)
@@ -54,8 +55,9 @@ def test_every_requirement_is_pinned_at_its_floor_with_hashes(lock, keys):
 
 def test_the_runtime_lock_holds_no_test_tool():
     runtime = pins('requirements.lock')
-    for tool in requirements(('options.extras_require', 'test')):
-        assert tool.lower() not in runtime
+    for extra in ('test', 'bench'):
+        for tool in requirements(('options.extras_require', extra)):
+            assert tool.lower() not in runtime
 
 
 @pytest.mark.parametrize('target, lock', [('run', 'requirements.lock'),

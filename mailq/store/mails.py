@@ -27,7 +27,7 @@ from .limits import Limits
 from .record import MailRecord
 from .scripts import Scripts
 from .search import Index, index_keys, index_values, indexes_of_records
-from .states import DEAD, FINAL_STATES, HELD, QUEUED, RETRYING, SCHEDULED, SENT
+from .states import DEAD, FINAL_STATES, HELD, NOT_CANCELLABLE, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
 from .workers import Workers
 
@@ -260,7 +260,7 @@ class Store:
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
                suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=(),
-               staging=''):
+               staging='', pipe=None):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
         given, narrows the envelope to the recipients still owed the mail. In the same
         script: `suppress` ({normalised address: info}) goes on the suppression list,
@@ -272,7 +272,8 @@ class Store:
         attempt, noted on the record. The outcome is published on the events channel and
         counted per outcome and queue for the day. A sent mail's body key expires after
         keep_sent_bodies (the outbox keeps it), its record after keep_sent_days.
-        Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
+        Returns (1 recorded or 0 stale, (queue, task) fetched or None), or with `pipe`
+        (the bench's history fill) the pending reply."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -306,7 +307,9 @@ class Store:
                   else '', '1' if refused_for_good else '',
                   json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
                   0 if outbox else cfg.sent_body_ms, len(events.streams),
-                  *events.subscriptions, *slot_args, *then_fetch])
+                  *events.subscriptions, *slot_args, *then_fetch], client=pipe)
+        if pipe is not None:
+            return reply
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 
@@ -449,7 +452,8 @@ class Store:
                       keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
                       keys.events, keys.body(mail_id), *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
-                      mail_id, queue, len(events.streams), *events.subscriptions]).decode()
+                      mail_id, queue, ' '.join(['', *NOT_CANCELLABLE, '']),
+                      len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
                 return reply
         return 'moved'
