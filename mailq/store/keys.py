@@ -44,7 +44,10 @@
     <p>:limit:<name>:waiting zset   tasks of mails held for a slot of group <name>, by
                                     time held (the one leaving a slot wakes the first)
     <p>:ix:<kind>:<value>   zset    search index (store/search.py): mail ids by created_at,
-                                    kind 'rcpt' (normalised address), 'msgid', 'idem'
+                                    kind 'rcpt' (normalised address), 'msgid', 'idem', of a
+                                    value with two mails or more (or written before buckets)
+    <p>:ixb:<kind>:<l>:<n>  hash    search index buckets of values with one mail: a digest of
+                                    the value -> '<mail id> <created_at>'; level l 0 or 1
     <p>:ix:since            string  when this layout first ran: mails older than it are
                                     not in the indexes
 """
@@ -139,3 +142,6 @@ class Keys:
 
     def index(self, kind, value):
         return f'{self.prefix}ix:{kind}:{value}'
+
+    def index_bucket(self, kind, level, number):
+        return f'{self.prefix}ixb:{kind}:{level}:{number}'

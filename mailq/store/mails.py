@@ -99,7 +99,7 @@ class Store:
         self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
         self.suppressions = Suppressions(client, keys, self.scripts)
         self.throttle = Limits(client, keys, self.scripts, config)
-        self.index = Index(client, keys)
+        self.index = Index(client, keys, self.scripts)
 
     def live_events(self):
         """A subscription to the events channel (store/live.py), for GET /api/events."""
@@ -138,13 +138,13 @@ class Store:
         if request_hash:
             fields['request_hash'] = request_hash
         events = self.events
+        indexes, index_fields = index_keys(keys, index_values(
+            mail.recipients, mail.message_id, mail.idempotency_key))
         args = [mail.id, self.limits.idempotency_ttl, mode, score, task, time.time(),
                 self.worker_config.keep_sent_days * 86400, body.pack(mail.raw),
-                len(events.streams), *events.subscriptions]
+                len(events.streams), *events.subscriptions, len(index_fields), *index_fields]
         for name, value in fields.items():
             args += [name, value]
-        indexes = index_keys(keys, index_values(mail.recipients, mail.message_id,
-                                                mail.idempotency_key))
         return ([keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
                  keys.events, keys.body(mail.id), *events.streams, *indexes], args)
 
@@ -476,11 +476,11 @@ class Store:
         script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
                        keys.events]
         args = [status]
-        for mail_id, queue, indexes in zip(ids, self._queues_of(ids),
-                                           indexes_of_records(self.redis, keys, ids)):
+        for mail_id, queue, (indexes, fields) in zip(ids, self._queues_of(ids),
+                                                     indexes_of_records(self.redis, keys, ids)):
             script_keys += [keys.record(mail_id), keys.log(mail_id), keys.body(mail_id),
                             keys.queue(queue), *indexes]
-            args += [mail_id, queue, len(indexes)]
+            args += [mail_id, queue, len(fields), *fields]
         return [i.decode() for i in self.scripts.admin_delete(keys=script_keys, args=args)]
 
     def kill(self, ids, now=None):
