@@ -5,6 +5,7 @@ pipelined. Retrying and dead records (which only a worker writes) are written
 with the fields the finish script sets, on top of Mail.record_fields().
 """
 import dataclasses
+import email.utils
 import json
 import time
 
@@ -38,17 +39,23 @@ def sample_mail(rt, n=0):
     return compose(request(n), config=rt.config, templates=rt.templates)
 
 
-def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None):
+def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None,
+                distinct=False):
     """`count` mails (copies of `template`, by default the 2 KB one) through the real
-    accept script, pipelined. Returns their ids."""
+    accept script, pipelined. Returns their ids. `distinct`: each copy has a Message-ID
+    and a recipient of its own in its record (as a run of receipts has), so each has
+    search index entries of its own; otherwise they share the template's."""
     queues = queues or rt.config.worker.queue_names[:1]
     template = template or sample_mail(rt)
     ids = []
     for start in range(0, count, chunk):
         pipe = rt.redis.pipeline(transaction=False)
         for n in range(start, min(start + chunk, count)):
+            own = {'message_id': email.utils.make_msgid(domain='example.com'),
+                   'recipients': [f'user{n}@example.com'],
+                   'to': [f'user{n}@example.com']} if distinct else {}
             mail = dataclasses.replace(template, id=new_mail_id(), queue=queues[n % len(queues)],
-                                       send_at=send_at)
+                                       send_at=send_at, **own)
             rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=pipe)
             ids.append(mail.id)
         pipe.execute()
