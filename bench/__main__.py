@@ -19,10 +19,12 @@ from .report import table
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
         'huey_calls': 20000, 'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
         'per_state': 100000, 'memory': 20000, 'memory_html': 5000, 'search': 1000000,
-        'webhooks': 10000}
+        'webhooks': 10000, 'rounds': 3}
 QUICK = {'deliver': 2000, 'ceiling_smtp': 10000, 'send': 1000, 'http': 2000, 'batches': 3,
          'huey_calls': 2000, 'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
-         'memory': 2000, 'memory_html': 1000, 'search': 20000, 'webhooks': 2000}
+         'memory': 2000, 'memory_html': 1000, 'search': 20000, 'webhooks': 2000,
+         'rounds': 2}
+NEVER_BINDING = {'MAILQ_SMTP_RATE': '1000000'}
 RESULTS = Path(__file__).with_name('results.json')
 
 
@@ -40,16 +42,25 @@ def run(sizes):
         results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
         step('delivery: mailq -w 25 (threads)')
         results['deliver_thread'] = delivery.mailq_run(env, rt, n, ['-w', '25'])
-        step('delivery: mailq -w 25 (threads), [smtp] rate set too high to bind')
-        results['deliver_rate'] = delivery.mailq_run(env, rt, n, ['-w', '25'],
-                                                     worker_env={'MAILQ_SMTP_RATE': '1000000'})
+        rounds = sizes['rounds']
+        step(f'delivery: mailq -w 25 (threads) without and with an [smtp] rate too high to '
+             f'bind, alternating, {rounds} rounds')
+        results['deliver_rate'] = delivery.alternating(
+            rounds, lambda: delivery.mailq_run(env, rt, n, ['-w', '25']),
+            lambda: delivery.mailq_run(env, rt, n, ['-w', '25'], worker_env=NEVER_BINDING))
+        step(f'delivery: the others among 20 mails to a [throttle:slow] group of 2/s, against '
+             f'no group, alternating, {rounds} rounds')
+        results['deliver_slow_group'] = delivery.alternating(
+            rounds, lambda: delivery.others_run(env, rt, n),
+            lambda: delivery.others_run(env, rt, n, throttled=True))
         step('delivery: mailq -w 25 -k process')
         results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
         step('delivery: 2 mailq worker processes, -w 25 each')
         results['deliver_two'] = delivery.mailq_run(env, rt, n, ['-w', '25'], processes=2)
-        step('delivery: mailq -w 25 without, then with one webhook endpoint (every event)')
+        step(f'delivery: mailq -w 25 without and with one webhook endpoint (every event), '
+             f'alternating, {rounds} rounds')
         results['deliver_webhooks'] = webhooks.pair(env, rt, webhooks.Receiver(),
-                                                    sizes['webhooks'])
+                                                    sizes['webhooks'], rounds)
 
         step('enqueue: plain Huey task() calls')
         results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
@@ -144,8 +155,8 @@ def main(argv=None):
     RESULTS.write_text(json.dumps(results, indent=2) + '\n')
     print(table(results))
     print(f'\nwrote {RESULTS} in {results["total_seconds"]} s')
-    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_process', 'deliver_two',
-                            'deliver_webhooks', 'enqueue_smtp')
+    problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_slow_group',
+                            'deliver_process', 'deliver_two', 'deliver_webhooks', 'enqueue_smtp')
                 for p in results[k]['problems']]
     if problems:
         print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)

@@ -5,6 +5,7 @@ baseline is `huey_consumer -w 25 -k thread` running bench/plain_huey.py. Each
 mailq run is checked afterwards: every mail sent, one attempt logged, nothing
 left in flight.
 """
+import dataclasses
 import time
 
 from . import mails
@@ -31,6 +32,92 @@ def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=
     return {'mails': count, 'seconds': round(last - first, 3),
             'rate': round((count - 1) / (last - first), 1), 'worker_rss': rss,
             'cpu_us_per_mail': round(cpu / count * 1e6), 'problems': problems}
+
+
+def alternating(rounds, plain, changed):
+    """`plain()` and `changed()` (each a delivery run) in turn, `rounds` times, so both
+    meet the same machine load; compared best against best, the noise of a shared box
+    (seconds-long runs on 2 cores) does not pick the winner. Each pair's ratio is kept."""
+    pairs = [(plain(), changed()) for _ in range(rounds)]
+    best_plain = max(a['rate'] for a, _ in pairs)
+    best_changed = max(b['rate'] for _, b in pairs)
+    return {'without': best_plain, 'with': best_changed,
+            'ratio': round(best_changed / best_plain, 3),
+            'pair_ratios': [round(b['rate'] / a['rate'], 3) for a, b in pairs],
+            'cpu_us_per_mail': {'without': min(a['cpu_us_per_mail'] for a, _ in pairs),
+                                'with': min(b['cpu_us_per_mail'] for _, b in pairs)},
+            'problems': [p for a, b in pairs for p in a['problems'] + b['problems']]}
+
+
+SLOW_GROUP = '\n[throttle:slow]\ndomains = slow.example\nrate = 2\n'
+
+
+def others_run(env, rt, count, slow=20, throttled=False, timeout=600):
+    """`count` mails of which `slow`, spread evenly, go to slow.example; with
+    `throttled`, a [throttle:slow] group sends those at 2/s. The rate of the others,
+    from their records' sent_at (the sink cannot tell them apart), first to last: a slow
+    destination must not hold them back. The worker stops once they are all sent."""
+    env.flush()
+    others = mails.fill_queued(rt, count - slow, chunk=2000)
+    slow_mail = dataclasses.replace(mails.sample_mail(rt), recipients=['s@slow.example'])
+    slow_ids = mails.fill_queued(rt, slow, template=slow_mail)
+    _interleave(rt, slow)
+    plain_ini = env.ini.read_text()
+    if throttled:
+        env.ini.write_text(plain_ini + SLOW_GROUP)
+    redis_cpu = tree_cpu(env.redis.proc.pid)
+    worker = env.mailq('worker', '-w', str(THREADS))
+    try:
+        sent = _wait_all_sent(rt, others, timeout)
+        cpu = tree_cpu(worker.pid) + tree_cpu(env.redis.proc.pid) - redis_cpu
+        slow_sent = len(_sent_times(rt, slow_ids))
+    finally:
+        env.stop(worker)
+        env.ini.write_text(plain_ini)
+    problems = [] if len(sent) == len(others) else [f'{len(sent)} of {len(others)} sent']
+    span = max(sent) - min(sent)
+    if throttled and slow_sent > 3 + 2 * span:    # the bucket's 2, then 2/s
+        problems.append(f'{slow_sent} slow.example mails sent in {span:.1f} s: not held')
+    return {'mails': len(others), 'rate': round((len(sent) - 1) / span, 1),
+            'cpu_us_per_mail': round(cpu / len(others) * 1e6), 'problems': problems}
+
+
+def _interleave(rt, slow):
+    """Spread the last `slow` mails queued through the queue, as an app would queue them."""
+    queue = rt.keys.queue(rt.config.worker.queue_names[0])
+    tasks = rt.redis.lrange(queue, 0, -1)[::-1]        # in fetch order: the slow ones last
+    others, late = tasks[:-slow], tasks[-slow:]
+    every, mixed = len(others) // slow, []
+    for n, task in enumerate(others):
+        if n % every == 0 and late:
+            mixed.append(late.pop())
+        mixed.append(task)
+    pipe = rt.redis.pipeline()
+    pipe.delete(queue)
+    pipe.lpush(queue, *mixed + late)                 # RPOP takes mixed[0] first
+    pipe.execute()
+
+
+def _wait_all_sent(rt, ids, timeout):
+    """The sent_at of each of `ids`, once every one is sent (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = int(rt.redis.get(rt.keys.stat('processed')) or 0) >= len(ids)
+        if done or time.monotonic() > deadline:
+            sent = _sent_times(rt, ids)
+            if len(sent) == len(ids) or time.monotonic() > deadline:
+                return sent
+        time.sleep(0.1)
+
+
+def _sent_times(rt, ids):
+    times = []
+    for start in range(0, len(ids), 5000):
+        pipe = rt.redis.pipeline(transaction=False)
+        for mail_id in ids[start:start + 5000]:
+            pipe.hmget(rt.keys.record(mail_id), 'status', 'sent_at')
+        times += [float(at) for status, at in pipe.execute() if status == b'sent']
+    return times
 
 
 def _wait_recorded(rt, count, timeout=60):

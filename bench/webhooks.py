@@ -1,6 +1,6 @@
 """`python -m bench.webhooks [MAILS] [ROUNDS]`: delivery with one webhook endpoint taking
 every event (a local receiver) against delivery without, plus events delivered per
-second. Runs alternate, so both see the same machine load."""
+second. Runs alternate, so both see the same machine load (delivery.alternating)."""
 import http.server
 import sys
 import threading
@@ -9,7 +9,7 @@ import time
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from .delivery import THREADS, mailq_run
+from .delivery import THREADS, alternating, mailq_run
 from .env import BenchEnv, free_port
 
 
@@ -46,35 +46,40 @@ def hooked_ini(plain_ini, receiver):
                         f'secret = bench-secret\n')
 
 
-def pair(env, rt, receiver, count):
-    """Delivery without webhooks, then with one endpoint taking every event, back to
-    back: {'without', 'with', 'ratio', 'events_per_s', 'problems'}. Every event must
-    arrive (the ones still waiting when the mails are done go out with a next worker)."""
+def pair(env, rt, receiver, count, rounds=1):
+    """Delivery without webhooks and with one endpoint taking every event, alternating
+    `rounds` times (delivery.alternating), plus the events delivered per second while
+    delivering. Every event must arrive (the ones still waiting when the mails are done
+    go out with a next worker)."""
     plain_ini = env.ini.read_text()
-    try:
-        without = mailq_run(env, rt, count, ['-w', str(THREADS)])
+    rates = []
+
+    def hooked():
         env.ini.write_text(hooked_ini(plain_ini, receiver))
-        receiver.times.clear()
-        hooked = mailq_run(env, rt, count, ['-w', str(THREADS)])
-        during = len(receiver.times)
-        drain = env.mailq('worker', '-w', '1')
         try:
-            got = receiver.wait(count)
+            start = len(receiver.times)
+            run = mailq_run(env, rt, count, ['-w', str(THREADS)])
+            during = receiver.times[start:]
+            if len(during) > 1:
+                rates.append((len(during) - 1) / (during[-1] - during[0]))
+            return run
         finally:
-            env.stop(drain)
+            env.ini.write_text(plain_ini)
+
+    receiver.times.clear()
+    result = alternating(rounds, lambda: mailq_run(env, rt, count, ['-w', str(THREADS)]),
+                         hooked)
+    env.ini.write_text(hooked_ini(plain_ini, receiver))
+    drain = env.mailq('worker', '-w', '1')
+    try:
+        got = receiver.wait(count * rounds)
     finally:
+        env.stop(drain)
         env.ini.write_text(plain_ini)
-    problems = without['problems'] + hooked['problems']
-    if got < count:
-        problems.append(f'{got} of {count} events arrived')
-    events_per_s = (during - 1) / (receiver.times[during - 1] - receiver.times[0]) \
-        if during > 1 else 0.0
-    return {'without': without['rate'], 'with': hooked['rate'],
-            'ratio': round(hooked['rate'] / without['rate'], 3),
-            'events_per_s': round(events_per_s, 1),
-            'cpu_us_per_mail': {'without': without['cpu_us_per_mail'],
-                                'with': hooked['cpu_us_per_mail']},
-            'problems': problems}
+    if got < count * rounds:
+        result['problems'].append(f'{got} of {count * rounds} events arrived')
+    result['events_per_s'] = round(max(rates, default=0.0), 1)
+    return result
 
 
 def main(argv=None):
@@ -84,23 +89,20 @@ def main(argv=None):
     env = BenchEnv().start()
     receiver = Receiver()
     rt = Runtime(load(str(env.ini)))
-    runs = []
     try:
-        for _ in range(rounds):
-            runs.append(pair(env, rt, receiver, count))
-            assert not runs[-1]['problems'], runs[-1]['problems']
+        result = pair(env, rt, receiver, count, rounds)
+        assert not result['problems'], result['problems']
     finally:
         env.close()
-    without, with_hooks = [r['without'] for r in runs], [r['with'] for r in runs]
-    print(f'delivery without webhooks: {without} mails/s (best {max(without)})')
-    ratios = ', '.join(f'{r["ratio"]:.0%}' for r in runs)
-    print(f'delivery with one endpoint: {with_hooks} mails/s (best {max(with_hooks)}, '
-          f'{max(with_hooks) / max(without):.0%} of without; each pair {ratios})')
-    print(f'events delivered while delivering: {[r["events_per_s"] for r in runs]} events/s '
+    print(f'delivery without webhooks, best of {rounds}: {result["without"]} mails/s')
+    print(f'delivery with one endpoint, best of {rounds}: {result["with"]} mails/s '
+          f'({result["ratio"]:.0%} of without; each pair '
+          + ', '.join(f'{r:.0%}' for r in result['pair_ratios']) + ')')
+    print(f'events delivered while delivering: best {result["events_per_s"]} events/s '
           f'(every event arrived)')
-    print('CPU a mail (worker tree, its dispatcher included, + Redis), without / with: '
-          + ', '.join(f'{c["without"]} / {c["with"]} us' for c in
-                      (r['cpu_us_per_mail'] for r in runs)))
+    cpu = result['cpu_us_per_mail']
+    print(f'CPU a mail (worker tree, its dispatcher included, + Redis), without / with: '
+          f'{cpu["without"]} / {cpu["with"]} us (least of {rounds})')
 
 
 if __name__ == '__main__':

@@ -188,8 +188,9 @@ def _timed_run(tmp_ini, redis_url, server, name, throttle):
 
 def test_a_slow_group_does_not_hold_back_the_others(tmp_ini, redis_url, smtp_server):
     """[throttle:slow] rate = 2 with 20 mails to slow.example among 1,000 others, queued
-    interleaved: the others go as fast as with no throttle at all (within 20%, plus a
-    second for a loaded machine), and slow.example gets 2/s."""
+    interleaved: the others are not held back (within 20%, plus a second for a loaded
+    machine: the 20% itself is measured by `make bench`, deliver_slow_group), and
+    slow.example gets 2/s."""
     base, _ = _timed_run(tmp_ini, redis_url, smtp_server, 'plain.ini', throttle=False)
     fast, slow = _timed_run(tmp_ini, redis_url, smtp_server, 'slow.ini', throttle=True)
     assert len(fast) == len(base) == 1000 and len(slow) == 20

@@ -9,12 +9,12 @@ queue list, the schedule or retry set, or a worker's in-flight list. Each state
 change is one Lua script, so a crash between two steps cannot lose a mail.
 """
 import datetime
+import functools
 import json
 import time
 from dataclasses import dataclass
 
 import redis
-from redis.exceptions import NoScriptError
 
 from ..errors import Conflict
 
@@ -54,8 +54,16 @@ def delivery_metric_fields(attempt):
 
 def today(now=None):
     """'YYYY-MM-DD' (UTC) of `now`: the day a per-day counter belongs to."""
-    moment = datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%d')
+    return _day(int((now or time.time()) // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day(days_since_epoch):
+    """Formatted once a day, not once a mail."""
+    return (EPOCH + datetime.timedelta(days=days_since_epoch)).strftime('%Y-%m-%d')
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -153,26 +161,8 @@ class Store:
         MULTI: one refused leaves the others stored). Returns, in order, the Accepted or
         the exception of each script; a lost connection raises for all."""
         calls = [self._accept_call(*item) for item in items]
-        replies = self._run_each(self.scripts.accept, calls)
+        replies = self.scripts.accept.run_each(calls)
         return [r if isinstance(r, Exception) else accepted(r) for r in replies]
-
-    def _run_each(self, script, calls):
-        """`script` once per (keys, args), in one round trip and without the SCRIPT
-        EXISTS that redis-py's pipeline sends first. A Redis that lost its script cache
-        (restarted) answers NOSCRIPT, so those calls did not run: loaded, they run once."""
-        replies = self._evalsha_all(script, calls)
-        missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            self.redis.script_load(script.script)
-            for n, reply in zip(missing, self._evalsha_all(script, [calls[n] for n in missing])):
-                replies[n] = reply
-        return replies
-
-    def _evalsha_all(self, script, calls):
-        with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return pipe.execute(raise_on_error=False)
 
     def accept_all(self, items):
         """Store every (mail, task, request hash) or none, in one MULTI/EXEC. An
