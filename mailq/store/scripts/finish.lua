@@ -34,12 +34,13 @@ local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[2])
   local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
-  if current[1] ~= ARGV[1] then
-    return 0
-  end
-  -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
+  -- The same outcome again (its first reply was lost to a Redis outage): already recorded
+  -- (and a sent mail's task is gone by then).
   if current[2] == ARGV[4] then
     return 1
+  end
+  if current[1] ~= ARGV[1] then
+    return 0
   end
   if ARGV[3] == 'held' then
     redis.call('RPUSH', KEYS[2], ARGV[5])
@@ -73,8 +74,13 @@ local function record()
     redis.call('INCR', KEYS[8])
     redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
   end
-  redis.call('HSET', KEYS[1], 'status', outcome, 'last_error', ARGV[6], 'finished_at', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+  redis.call('HSET', KEYS[1], 'status', outcome, 'finished_at', ARGV[4])
+  if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_error', ARGV[6])
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+  else
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at', 'last_error')
+  end
   if ARGV[14] ~= '' then
     redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
   end
@@ -93,6 +99,8 @@ local function record()
     redis.call('HSET', KEYS[1], 'suppressed', cjson.encode(listed))
   end
   if outcome == 'sent' or outcome == 'suppressed' then
+    -- final: no task of it can be claimed again, and the field is 50 bytes of 400
+    redis.call('HDEL', KEYS[1], 'task')
     if outcome == 'sent' then redis.call('HSET', KEYS[1], 'sent_at', ARGV[4]) end
     if tonumber(ARGV[9]) > 0 then
       redis.call('EXPIRE', KEYS[1], ARGV[9])

@@ -13,15 +13,18 @@ local function push_task(queue, wake, task, first)
   redis.call('LTRIM', wake, 0, WAKE_LEN - 1)
 end
 
--- Take a mail's task (or id) off the container its status says it is in.
+-- Take a mail's task (or id) off the container its status says it is in. A sent mail
+-- has no task any more (finish.lua): only its id can be in a set.
 local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
-  if status == 'queued' then
-    redis.call('LREM', queue, 1, task)
-  elseif status == 'held' then
-    redis.call('ZREM', held, task)
+  if task then
+    if status == 'queued' then
+      redis.call('LREM', queue, 1, task)
+    elseif status == 'held' then
+      redis.call('ZREM', held, task)
+    end
+    redis.call('ZREM', schedule, task)
+    redis.call('ZREM', retry, task)
   end
-  redis.call('ZREM', schedule, task)
-  redis.call('ZREM', retry, task)
   redis.call('ZREM', dead, id)
   redis.call('ZREM', outbox, id)
 end
