@@ -85,7 +85,7 @@ def fill_finished(rt, count, status, chunk=2000, now=None):
                 pipe.zadd(keys.dead, {mail.id: now - n})
             pipe.hset(keys.record(mail.id), mapping=fields)
             pipe.set(keys.body(mail.id), body.pack(mail.raw))
-            pipe.rpush(keys.log(mail.id), json.dumps(attempt))
+            pipe.set(keys.attempts(mail.id), json.dumps(attempt) + '\n')
         pipe.execute()
 
 

@@ -314,6 +314,9 @@ def test_key_names_are_those_of_the_previous_release():
             keys.limit_free('relay')] == [
         'mailq:held', 'mailq:limit:relay', 'mailq:limit:relay:slots', 'mailq:limit:relay:sent',
         'mailq:limit:relay:free']
+    # added for memory: a mail's attempts as a string, its body, the index buckets
+    assert [keys.attempts('a'), keys.body('a'), keys.index_bucket('rcpt', 1, 7)] == [
+        'mailq:m:a:attempts', 'mailq:m:a:body', 'mailq:ixb:rcpt:1:7']
 
 
 def test_the_states_table_is_whole():

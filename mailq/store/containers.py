@@ -115,7 +115,7 @@ class Container:
             for member, mail_id, (indexes, fields) in zip(
                     chunk, ids, indexes_of_records(self.redis, self.keys, ids)):
                 keys += [self.keys.record(mail_id), self.keys.log(mail_id),
-                         self.keys.body(mail_id), *indexes]
+                         self.keys.attempts(mail_id), self.keys.body(mail_id), *indexes]
                 args += [member, mail_id, len(fields), *fields]
             removed += self.scripts.admin_clear(keys=keys, args=args)
         return removed
@@ -200,8 +200,8 @@ class Bounded(SortedSet):
         keys, args = [self.key], []
         for mail_id, (indexes, fields) in zip(ids, indexes_of_records(self.redis, self.keys,
                                                                       ids)):
-            keys += [self.keys.record(mail_id), self.keys.log(mail_id), self.keys.body(mail_id),
-                     *indexes]
+            keys += [self.keys.record(mail_id), self.keys.log(mail_id),
+                     self.keys.attempts(mail_id), self.keys.body(mail_id), *indexes]
             args += [mail_id, len(fields), *fields]
         return self.scripts.trim(keys=keys, args=args)
 

@@ -1,7 +1,10 @@
 """Every Redis key name mailq uses, in one place, under the configured prefix.
 
     <p>:m:<id>              hash    a mail's record (JSON-safe fields, never a pickle)
-    <p>:m:<id>:log          list    one JSON entry per delivery attempt
+    <p>:m:<id>:attempts     string  the delivery attempts, one JSON line each (a string
+                                    costs about 100 B less than a list of one entry)
+    <p>:m:<id>:log          list    the same, one JSON entry each, of records written
+                                    before the attempts key (they keep adding to it)
     <p>:m:<id>:body         string  the message as sent, zlib-compressed when that saves
                                     room (body.py); a sent mail's expires after
                                     keep_sent_bodies. Records written before this layout hold
@@ -76,6 +79,9 @@ class Keys:
 
     def log(self, mail_id):
         return f'{self.prefix}m:{mail_id}:log'
+
+    def attempts(self, mail_id):
+        return f'{self.prefix}m:{mail_id}:attempts'
 
     def body(self, mail_id):
         return f'{self.prefix}m:{mail_id}:body'

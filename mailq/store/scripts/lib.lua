@@ -13,6 +13,16 @@ local function push_task(queue, wake, task, first)
   redis.call('LTRIM', wake, 0, WAKE_LEN - 1)
 end
 
+-- Note a delivery attempt (JSON): at the end of the mail's attempt log list if it has
+-- one (written before the attempts key), else as a line of its attempts string.
+local function log_attempt(log, attempts, entry)
+  if redis.call('EXISTS', log) == 1 then
+    redis.call('RPUSH', log, entry)
+  else
+    redis.call('APPEND', attempts, entry .. '\n')
+  end
+end
+
 -- Take a mail's task (or id) off the container its status says it is in. A sent mail
 -- has no task any more (finish.lua): only its id can be in a set.
 local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
