@@ -8,14 +8,16 @@ PIP    := $(VENV)/bin/pip
 LOCKS      := setup.cfg pyproject.toml requirements.lock requirements-test.lock
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
-# The fast tier: config, start-up checks, schedules, MIME, tasks, and the Lua scripts of
-# the reliable fetch against one redis-server; plus any store/keys/states tests.
+# The fast tier: config, start-up checks, schedules, MIME, tasks, the import graph, and
+# the Lua scripts of the reliable fetch against one redis-server; plus any store/keys/
+# states tests (the store's borders among them).
 FAST_TESTS := tests/test_config.py tests/test_startup.py tests/test_cron_schedule.py \
               tests/test_cron_validation.py tests/test_mime.py tests/test_tasks.py \
-              tests/test_reliable_fetch.py tests/test_submission_data.py \
+              tests/test_reliable_fetch.py tests/test_submission_data.py tests/test_imports.py \
               $(wildcard tests/test_store*.py tests/test_keys*.py tests/test_states*.py)
 
-.PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick
+.PHONY: venv venv-run run test test-fast lint lock dist clean bench bench-quick bench-curves \
+        bench-curves-quick
 
 # venv: the developer's environment (runtime and test tools); venv-run: the runtime only.
 venv: $(TEST_STAMP)
@@ -62,7 +64,7 @@ PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL \
 lock: venv
 	$(PIP) install pip-tools
 	$(PIP_COMPILE) --upgrade --output-file requirements.lock setup.cfg
-	$(PIP_COMPILE) --upgrade --extra test --output-file requirements-test.lock setup.cfg
+	$(PIP_COMPILE) --upgrade --extra test --extra bench --output-file requirements-test.lock setup.cfg
 
 # The benchmark suite (bench/, docs/benchmark.md): its own redis-server and Postfix's smtp-sink.
 SMTP_SINK := /usr/sbin/smtp-sink
@@ -73,6 +75,14 @@ bench: venv $(SMTP_SINK)
 
 bench-quick: venv $(SMTP_SINK)
 	$(VENV)/bin/python -m bench --quick
+
+# How cost grows (bench/curves.py): docs/benchmark/curves.json and a PNG a curve, 5 to 7
+# minutes on 2 cores (a million mails of history); -quick writes bench/curves/, about 1 minute.
+bench-curves: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench.curves
+
+bench-curves-quick: venv $(SMTP_SINK)
+	$(VENV)/bin/python -m bench.curves --quick
 
 $(SMTP_SINK):
 	$(SUDO) apt-get update

@@ -14,9 +14,10 @@ from .env import PYTHON, REPO, start_process, tree_cpu, tree_rss
 THREADS = 25
 
 
-def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=None):
+def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=None,
+              template=None):
     env.flush()
-    ids = mails.fill_queued(rt, count)
+    ids = mails.fill_queued(rt, count, template=template)
     start = env.sink.mark()
     redis_cpu = tree_cpu(env.redis.proc.pid)
     workers = [env.mailq('worker', *worker_args, env=worker_env) for _ in range(processes)]

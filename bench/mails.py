@@ -4,9 +4,11 @@ Queued and scheduled mails go through mailq's own compose() and accept script,
 pipelined. Retrying and dead records (which only a worker writes) are written
 with the fields the finish script sets, on top of Mail.record_fields().
 """
+import base64
 import dataclasses
 import email.utils
 import json
+import random
 import time
 
 from mailq.compose import compose, new_mail_id
@@ -39,23 +41,49 @@ def sample_mail(rt, n=0):
     return compose(request(n), config=rt.config, templates=rt.templates)
 
 
-def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None,
+HOT = 'ops@example.com'
+SPREAD = 50000        # addresses sharing the other nine tenths
+
+
+def address(n):
+    """The recipient of mail number n: one address gets a tenth of all mail (the
+    monitoring inbox that makes a deep index), the others a few each."""
+    return HOT if n % 10 == 0 else f'user{n % SPREAD}@example.com'
+
+
+def numbered(template, n):
+    """Mail number n of a fill: an id, recipient, Message-ID and every other one an
+    idempotency key of its own (the body stays the template's)."""
+    to = address(n)
+    return dataclasses.replace(template, id=new_mail_id(), recipients=[to], to=[to],
+                               message_id=f'<{n}.bench@example.com>',
+                               idempotency_key=f'order-{n}' if n % 2 == 0 else None)
+
+
+def receipt(template, n):
+    """Receipt number n: a Message-ID as compose makes them and a recipient of its own,
+    no idempotency key (the memory rows: each mail's index entries are its own)."""
+    to = f'user{n}@example.com'
+    return dataclasses.replace(template, recipients=[to], to=[to],
+                               message_id=email.utils.make_msgid(domain='example.com'))
+
+
+def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None, first=None,
                 distinct=False):
     """`count` mails (copies of `template`, by default the 2 KB one) through the real
-    accept script, pipelined. Returns their ids. `distinct`: each copy has a Message-ID
-    and a recipient of its own in its record (as a run of receipts has), so each has
-    search index entries of its own; otherwise they share the template's."""
+    accept script, pipelined. Returns their ids. With `first`, they are mails number
+    first on of `numbered`: each with index entries of its own, as real mail has;
+    `distinct`, `receipt`s."""
     queues = queues or rt.config.worker.queue_names[:1]
     template = template or sample_mail(rt)
     ids = []
     for start in range(0, count, chunk):
         pipe = rt.redis.pipeline(transaction=False)
         for n in range(start, min(start + chunk, count)):
-            own = {'message_id': email.utils.make_msgid(domain='example.com'),
-                   'recipients': [f'user{n}@example.com'],
-                   'to': [f'user{n}@example.com']} if distinct else {}
-            mail = dataclasses.replace(template, id=new_mail_id(), queue=queues[n % len(queues)],
-                                       send_at=send_at, **own)
+            mail = template if first is None else numbered(template, first + n)
+            mail = receipt(mail, n) if distinct else mail
+            mail = dataclasses.replace(mail, id=new_mail_id(), queue=queues[n % len(queues)],
+                                       send_at=send_at)
             rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=pipe)
             ids.append(mail.id)
         pipe.execute()
@@ -146,12 +174,20 @@ def receipt_text(n=0, lines=28):
             'Example Shop GmbH, Hauptstrasse 1, 10115 Berlin\n')
 
 
-def html_request(n=0, **extra):
-    """The API/send() fields of the realistic HTML mail number n (about 20 KB raw)."""
+def html_request(n=0, lines=28, **extra):
+    """The API/send() fields of the realistic HTML mail number n (about 20 KB raw; with
+    `lines` 300, a long order of about 200 KB)."""
     return {'to': f'user{n}@example.com', 'from': 'Example Shop <shop@example.com>',
-            'subject': f'Your order {100000 + n}', 'text': receipt_text(n),
-            'html': receipt_html(n), **extra}
+            'subject': f'Your order {100000 + n}', 'text': receipt_text(n, lines),
+            'html': receipt_html(n, lines), **extra}
 
 
-def html_mail(rt, n=0):
-    return compose(html_request(n), config=rt.config, templates=rt.templates)
+def html_mail(rt, n=0, lines=28):
+    return compose(html_request(n, lines), config=rt.config, templates=rt.templates)
+
+
+def attachment_mail(rt, size=2 * 2 ** 20):
+    """The 2 KB mail with a PDF of `size` bytes that does not compress (as a real one)."""
+    content = base64.b64encode(random.Random(size).randbytes(size)).decode()
+    pdf = {'filename': 'invoice.pdf', 'content_type': 'application/pdf', 'content': content}
+    return compose(request(0, attachments=[pdf]), config=rt.config, templates=rt.templates)

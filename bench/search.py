@@ -14,18 +14,9 @@ import statistics
 import subprocess
 import urllib.parse
 
-from mailq.compose import new_mail_id
-
 from . import mails
+from .mails import HOT, address
 from .httpload import get
-
-HOT = 'ops@example.com'
-SPREAD = 50000        # addresses sharing the other nine tenths
-
-
-def address(n):
-    return HOT if n % 10 == 0 else f'user{n % SPREAD}@example.com'
-
 
 class Recorder:
     """Stands in for a pipeline: keeps each EVALSHA the store sends as Redis protocol,
@@ -36,8 +27,12 @@ class Recorder:
         self.encoded = {}       # the first few thousand values: the fields every mail shares
 
     def evalsha(self, *args):
+        self.command('EVALSHA', *args)
+
+    def command(self, *args):
+        """Any command, as the bench writes besides the store's scripts."""
         parts, encoded = self.parts, self.encoded
-        parts.append(b'*%d\r\n$7\r\nEVALSHA\r\n' % (len(args) + 1))
+        parts.append(b'*%d\r\n' % len(args))
         for arg in args:
             kind = type(arg)
             piece = encoded.get(arg) if kind is str else None
@@ -59,24 +54,33 @@ def fill(rt, count, chunk=50000):
     (a message_id, an idempotency key) of a mail in the middle, to look up."""
     template = dataclasses.replace(mails.sample_mail(rt), raw=b'')
     rt.redis.script_load(rt.store.scripts.accept.script)
-    host, port = rt.redis.connection_pool.connection_kwargs['host'], \
-        rt.redis.connection_pool.connection_kwargs['port']
-    cli = subprocess.Popen(['redis-cli', '-h', host, '-p', str(port), '--pipe'],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT)
+    cli = pipe_cli(rt)
     recorder = Recorder()
     for start in range(0, count, chunk):
         for n in range(start, min(start + chunk, count)):
-            to = address(n)
-            mail = dataclasses.replace(template, id=new_mail_id(), recipients=[to], to=[to],
-                                       message_id=f'<{n}.bench@example.com>',
-                                       idempotency_key=f'order-{n}' if n % 2 == 0 else None)
+            mail = mails.numbered(template, n)
             rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=recorder)
         cli.stdin.write(recorder.take())
-    out, _ = cli.communicate()
-    assert cli.returncode == 0 and b'errors: 0,' in out, out[-2000:]
+    wait_cli(cli)
     probe = count // 2
     return f'<{probe}.bench@example.com>', f'order-{probe - probe % 2}'
+
+
+def pipe_cli(rt):
+    """`redis-cli --pipe` to the runtime's Redis: write Recorder.take() to its stdin."""
+    kwargs = rt.redis.connection_pool.connection_kwargs
+    return subprocess.Popen(['redis-cli', '-h', kwargs['host'], '-p', str(kwargs['port']),
+                             '--pipe'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def wait_cli(cli):
+    """Until Redis ran all that was written; fails on any error reply."""
+    if not cli.stdin.closed:
+        cli.stdin.close()
+    out = cli.stdout.read()
+    cli.wait()
+    assert cli.returncode == 0 and b'errors: 0,' in out, out[-2000:]
 
 
 def lookups(message_id, idempotency_key):

@@ -365,6 +365,7 @@ def command_worker(rt, worker_id, command):
 # -- overview
 
 HISTORY_DAYS = (7, 30, 90, 180)
+DAYS_RULE = 'must be ' + ', '.join(map(str, HISTORY_DAYS[:-1])) + f' or {HISTORY_DAYS[-1]}'
 OUTCOME_SERIES = ('sent', 'retrying', 'dead')
 
 
@@ -373,7 +374,7 @@ def history(rt, days=30, now=None):
     the first release), and attempts by outcome (sent, retrying, dead) and by queue
     (since this one; a day before it has none)."""
     if days not in HISTORY_DAYS:
-        raise ValidationError('days', 'must be 7, 30, 90 or 180')
+        raise ValidationError('days', DAYS_RULE)
     now = now or time.time()
     dates = [time.strftime('%Y-%m-%d', time.gmtime(now - d * 86400))
              for d in range(days - 1, -1, -1)]

@@ -172,8 +172,10 @@ def _queues(args):
         raise ConfigError(str(exc), 'command line', key='-q') from None
 
 
-class _Stopped(Exception):
-    """SIGTERM in `mailq web`: unwinds waitress's loop so the stop is logged."""
+class _Stopped(SystemExit):
+    """SIGTERM in `mailq web`: unwinds waitress's loop, which then shuts its threads
+    down. A SystemExit, because waitress lets only those (and KeyboardInterrupt) through
+    a channel's handlers; any other exception there closes the channel and serves on."""
 
 
 def cmd_web(config, args):
@@ -181,16 +183,21 @@ def cmd_web(config, args):
     from .web.app import serve
     log = logging.getLogger('mailq.web')
 
+    received = []
+
     def on_signal(signum, frame):
         signal.signal(signum, signal.SIG_DFL)        # a second one stops at once
-        raise _Stopped(signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
+        raise _Stopped(received[-1])
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
         serve(Runtime(config), args.host, args.port)
-    except _Stopped as exc:
-        log.info('received %s: stopping (a web holds no mails)', exc)
+    except _Stopped:
+        pass                # raised before waitress's loop ran, or outside it
+    if received:            # waitress's loop ends on a SystemExit and returns
+        log.info('received %s: stopping (a web holds no mails)', received[0])
     log.info('web stopped')
 
 

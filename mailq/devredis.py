@@ -14,22 +14,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import redis
-
 from .errors import Unavailable
-from .redisconn import connection_pool, redacted_url
+from .redisconn import answers as redis_answers, redacted_url
 
 VAR = Path('var')
 PR_SET_PDEATHSIG = 1
-
-
-def redis_answers(url):
-    try:
-        return redis.Redis(connection_pool=connection_pool(url)).ping()
-    except (redis.ConnectionError, redis.TimeoutError):
-        return False
-    except redis.ResponseError:
-        return True   # it answers (e.g. asks for a password)
 
 
 class PrivateRedis:

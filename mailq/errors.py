@@ -1,8 +1,9 @@
 """Errors that cross module lines: each carries what the caller must show.
 
-`http_status` is the one mapping from an error to an HTTP status: the JSON API,
-the dashboard's pages and the CLI read it from the error (a subclass inherits
-its parent's), instead of each keeping a table of classes.
+`http_status` is the one mapping from an error to an HTTP status: the JSON API
+and the dashboard's pages read it from the error (a subclass inherits its
+parent's), instead of each keeping a table of classes. The CLI and sendmail
+turn errors into exit codes with `except` clauses, which cover subclasses too.
 """
 
 

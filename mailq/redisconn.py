@@ -30,6 +30,19 @@ def connection_pool(url):
     return redis.ConnectionPool.from_url(url, **options)
 
 
+def answers(url):
+    """Does a Redis answer at `url` (even one that wants a password)? For --ensure-redis."""
+    client = redis.Redis(connection_pool=connection_pool(url))
+    try:
+        return client.ping()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    except redis.ResponseError:
+        return True   # it answers (e.g. asks for a password)
+    finally:
+        client.connection_pool.disconnect()
+
+
 # The userinfo of a URL runs from :// to the last @, so a password with an unencoded
 # / or ? in it is still found; redis-py also takes ?password=.
 _USERINFO = re.compile(r'^([a-z][a-z0-9+.-]*://)(.*)@', re.IGNORECASE | re.DOTALL)

@@ -111,6 +111,8 @@ def main(argv=None, stdin=None):
     except ConfigError as exc:
         print(f'mailq-sendmail: config error: {exc}', file=sys.stderr)
         return EX_CONFIG
+    if config.no_file_warning():        # no -C, no $MAILQ_CONFIG, no ./mailq.ini
+        print(config.no_file_warning(), file=sys.stderr)
     raw = read_message(stdin or sys.stdin.buffer, opts.dots)
     try:
         return _enqueue(config, opts, raw)

@@ -257,6 +257,7 @@ def test_a_failing_callable_is_a_failed_run_and_the_next_run_happens(tmp_path, r
     ('nothing', 'ok', None),
     ('not_a_list', 'failed', 'mails: cron_fixtures.digest:not_a_list must return a list'),
     ('bad_mail', 'failed', 'mails[1].to: not a valid address'),
+    ('odd_address', 'failed', 'mails[0].cc: not a valid address'),
 ])
 def test_callable_results(tmp_path, redis_url, func, outcome, error):
     ini = cron_ini(tmp_path, redis_url, {'job': {'schedule': '@hourly',

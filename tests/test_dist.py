@@ -7,6 +7,7 @@ import venv
 import pytest
 
 from support.ini import write_ini
+from test_install import pins
 from support.procs import REPO_ROOT, free_port, read_log, start_process, stop_process, wait_http
 
 SYSTEM_PYTHON = '/usr/bin/python3'
@@ -59,6 +60,20 @@ def test_archive_holds_code_templates_and_no_compiled_modules(pyz):
     assert 'mailq/_templates/mail/welcome.txt' in names
     assert 'prometheus_client/__init__.py' in names and 'tqdm/__init__.py' in names
     assert not [n for n in names if n.endswith(('.so', '.pyc'))]
+
+
+def test_archive_holds_exactly_the_locked_versions(pyz):
+    """make dist installs through requirements.lock (issue 11 item 21): every package in
+    the archive is a pin of the lock, or the one extra build_pyz adds for older Pythons."""
+    import re
+    import zipfile
+    shipped = {re.sub(r'[-_.]+', '-', m.group(1)).lower(): m.group(2)
+               for m in (re.match(r'^([^/]+)-([^-/]+)\.dist-info/', name)
+                         for name in zipfile.ZipFile(pyz).namelist()) if m}
+    locked = {name: pin[0] for name, pin in pins('requirements.lock').items()}
+    assert shipped.pop('mailq') == '0.1.0'
+    assert shipped.pop('async-timeout') == '5.0.1'     # build_pyz.TARGET_EXTRAS
+    assert shipped == locked
 
 
 def test_check_through_pyz(pyz, plain_ini, tmp_path):

@@ -3,6 +3,7 @@
 These tests fail on the code as it was when they were written (see each docstring for
 the reason); the refactor is to make them pass. They are not marked xfail on purpose.
 """
+import re
 import threading
 import time
 
@@ -80,6 +81,13 @@ def test_queue_latency_agrees_between_dashboard_and_metrics(web, worker, smtp_se
     for name in dashboard:
         assert abs(dashboard[name] - scraped[name]) <= LATENCY_TOLERANCE, \
             f'queue {name}: dashboard latency {dashboard[name]} s, /metrics {scraped[name]} s'
+    # the Queues tab itself shows it in whole seconds ('1 s'), from the same reading
+    status, _, html = web.get('/queues')
+    assert status == 200, html
+    shown = re.search(r'href="/queues/mailers">mailers</a></td>\s*<td[^>]*>[^<]*</td>\s*'
+                      r'<td[^>]*>([\d.]+) s</td>', html)
+    assert shown and abs(float(shown.group(1)) - scraped['mailers']) <= 0.5 + LATENCY_TOLERANCE, \
+        (shown and shown.group(0), scraped['mailers'])
 
 
 # -- b. /metrics while Redis is BUSY or LOADING --------------------------------------

@@ -38,3 +38,21 @@ def test_every_documented_operation_exists(web):
                 (method, path, status)
             assert set(operations[method]['responses']) >= {str(status)} or status == 202, \
                 (method, path, status, data)
+
+
+def test_the_idempotency_answers_are_documented(web):
+    """Issue 11 item 15: the duplicate reply and the 409 of a key reused with another
+    request, as the server gives them, are in the document."""
+    _, _, doc = web.request('GET', '/api/openapi.json')
+    mail = {'to': 'ann@example.com', 'subject': 's', 'text': 't'}
+    key = {'Idempotency-Key': 'openapi-15'}
+    first = web.request('POST', '/api/mails', mail, headers=key)
+    again = web.request('POST', '/api/mails', mail, headers=key)
+    other = web.request('POST', '/api/mails', {**mail, 'text': 'other'}, headers=key)
+    assert (first[0], again[0], other[0]) == (202, 202, 409)
+    accepted = doc['components']['schemas']['Accepted']['properties']
+    assert set(again[2]) <= set(accepted) and again[2]['duplicate'] is True
+    for word in ('queued', 'scheduled', 'suppressed'):
+        assert word in accepted['status']['description']
+    for path in ('/api/mails', '/api/mails/batch'):
+        assert 'idempotency key' in doc['paths'][path]['post']['responses']['409']['description']

@@ -4,6 +4,7 @@ Function-level imports count too: a lazy import is how a cycle is usually hidden
 and it still means the two modules cannot be understood (or tested) apart.
 """
 import ast
+import functools
 
 from support.procs import REPO_ROOT
 
@@ -54,6 +55,7 @@ def imports_of(module, path, known):
     return found
 
 
+@functools.cache          # read once for all the tests below
 def graph():
     known = modules()
     return {name: imports_of(name, path, known) for name, path in known.items()}

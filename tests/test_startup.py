@@ -3,6 +3,7 @@ config file is said loudly (issue 10 item 4, issue 11 item 14)."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_check_with_a_config_file_says_nothing_about_defaults(tmp_path, redis_ur
     assert 'no config file' not in result.stderr
 
 
-@pytest.mark.parametrize('args', [['stats'], ['cron'],
+@pytest.mark.parametrize('args', [['stats'], ['cron'], ['suppress', 'list'],
                                   ['send', '--to', 'a@example.com', '--subject', 's',
                                    '--text', 't']])
 def test_short_roles_without_a_config_file_say_where_they_looked(tmp_path, redis_url, args):
@@ -95,18 +96,33 @@ def test_short_roles_without_a_config_file_say_where_they_looked(tmp_path, redis
     assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in result.stderr
 
 
-@pytest.mark.parametrize('role', ['web', 'worker'])
+@pytest.mark.parametrize('command', [['mailq.py', 'sendmail'], ['mailq-sendmail']])
+def test_sendmail_without_a_config_file_says_where_it_looked(tmp_path, redis_url, command):
+    """The drop-in too: cron's mail would otherwise wait in the outbox unsaid."""
+    program = ([PYTHON, str(REPO_ROOT / command[0]), *command[1:]] if command[0] == 'mailq.py'
+               else [str(Path(PYTHON).parent / command[0])])
+    result = subprocess.run([*program, 'ann@example.com'], input=b'Subject: s\n\nhi\n',
+                            capture_output=True, timeout=60, cwd=str(tmp_path),
+                            env=_env(redis_url))
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in stderr
+    assert 'mail is kept in the outbox, never sent' in stderr
+
+
+@pytest.mark.parametrize('role', ['web', 'worker', 'run', 'submission'])
 def test_long_running_roles_without_a_config_file_say_where_they_looked(tmp_path, redis_url,
                                                                         role):
     port = free_port()
     proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', role],
                          env=_env(redis_url, MAILQ_WEB_PORT=str(port),
+                                  MAILQ_SUBMISSION_PORT=str(port),
                                   MAILQ_WORKER_CONCURRENCY='1'), cwd=tmp_path)
     try:
-        if role == 'web':
+        if role in ('web', 'run'):
             wait_http(f'http://127.0.0.1:{port}/healthz')
-        else:
-            _wait_for_text(proc, 'worker ')
+        _wait_for_text(proc, {'web': 'web listening', 'worker': 'worker ', 'run': 'worker ',
+                              'submission': 'submission listening'}[role])
     finally:
         stop_process(proc)
     assert f'no config file found: looked for {tmp_path / "mailq.ini"}' in read_log(proc)

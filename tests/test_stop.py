@@ -12,6 +12,7 @@ from support.ini import smtp_section, write_ini
 from support.mailq_app import run_cli
 from support.procs import PYTHON, REPO_ROOT, free_port, read_log, start_process, stop_process
 from support.procs import wait_http
+from support.submission import SubmissionProcess
 
 
 def wait_until(check, timeout=20, what='condition', proc=None):
@@ -92,6 +93,47 @@ def test_web_logs_the_signal_and_its_exit(mailq_ini):
     assert 'received SIGTERM: stopping' in log and 'web stopped' in log, log
 
 
+@pytest.mark.parametrize('flags', ['POLLIN', 'POLLOUT'])
+def test_a_stop_raised_while_waitress_reads_or_writes_a_channel_stops_its_loop(flags):
+    """The SIGTERM handler of `mailq web` raises to unwind waitress's loop. Landing while
+    the loop is idle in poll, it does; landing while the loop reads or writes a channel
+    (a busy web), waitress's own handler there used to swallow it ("uncaptured python
+    exception, closing channel"), and the web served on until killed: seen as a web that
+    needed SIGKILL in tests/test_stop.py under load. Run through waitress's real
+    dispatch function."""
+    import select
+
+    from waitress import wasyncore
+
+    from mailq.cli import _Stopped
+    swallowed = []
+
+    class Channel:
+        def handle_read_event(self):
+            raise _Stopped('SIGTERM')
+        handle_write_event = handle_read_event
+
+        def handle_error(self):
+            swallowed.append(True)
+    with pytest.raises(_Stopped):
+        wasyncore.readwrite(Channel(), getattr(select, flags))
+    assert swallowed == []
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_submission_logs_the_signal_and_its_exit(tmp_ini, redis_url, sig):
+    """The listener stores the mails in hand at stop (no mail is handed back: a client
+    without its 250 sends again), so its lines are the signal and the exit."""
+    port = free_port()
+    ini = tmp_ini(redis={'url': redis_url}, submission={'enabled': 'yes', 'port': port})
+    listener = SubmissionProcess(ini, port)
+    assert stop_process(listener.proc, sig) == 0
+    lines = listener.log().rstrip().splitlines()
+    assert any(f'received {signal.Signals(sig).name}: taking no new mail' in line
+               for line in lines), lines
+    assert lines[-1].endswith('submission stopped'), lines
+
+
 def test_run_warns_about_redis_persistence_once(mailq_ini):
     port = free_port()
     proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'run', '-c', mailq_ini,
@@ -110,7 +152,9 @@ def test_run_warns_about_redis_persistence_once(mailq_ini):
     assert len(stop) == 3, log
 
 
-def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_server):
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])     # SIGINT: Ctrl-C
+def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_server, sig):
+    """stop_process signals the process group, as a terminal's Ctrl-C under `make run`."""
     redis_port, web_port = free_port(), free_port()
     ini = write_ini(tmp_path / 'mailq.ini', {
         'redis': {'url': f'redis://127.0.0.1:{redis_port}/0'},
@@ -122,9 +166,10 @@ def test_ensure_redis_stops_its_private_redis_when_run_exits(tmp_path, smtp_serv
         wait_http(f'http://127.0.0.1:{web_port}/healthz', timeout=30)
         assert private.ping()
         server_pid = private.info('server')['process_id']
-        assert stop_process(proc, signal.SIGTERM) == 0, read_log(proc)
+        assert stop_process(proc, sig) == 0, read_log(proc)
         log = read_log(proc)
         assert 'starting a private one' in log
+        assert 'returned 0 unfinished mail(s)' in log     # the hand-back ran, then Redis stopped
         assert f'stopped the private redis-server on port {redis_port}' in log
         with pytest.raises(redis.ConnectionError):
             private.ping()

@@ -319,6 +319,16 @@ def test_key_names_are_those_of_the_previous_release():
         'mailq:m:a:attempts', 'mailq:m:a:body', 'mailq:ixb:rcpt:1:7']
 
 
+def test_every_key_name_is_used():
+    """keys.py lists the keys mailq writes: a name nothing uses is a stale entry (and a
+    key an upgrade test would wrongly think it must keep)."""
+    keys = Keys('mailq')
+    names = (set(vars(keys)) | {n for n in vars(Keys) if not n.startswith('_')}) - {'prefix'}
+    sources = [p.read_text() for p in MAILQ.rglob('*.py') if p.name != 'keys.py']
+    unused = {n for n in names if not any(re.search(rf'\.{n}\b', s) for s in sources)}
+    assert unused == set()
+
+
 def test_the_states_table_is_whole():
     assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
                                   'dead', 'cancelled', 'suppressed', 'held'}
@@ -340,22 +350,6 @@ def test_the_lua_scripts_name_no_key_themselves():
         for part in ("'m:'", "'q:'", "'wake:'", "':log'", "'cron:'", "'inflight:'"):
             assert part not in text, f'{path.name} builds a key name with {part}'
         assert 'ARGV[1] ..' not in text and 'prefix ..' not in text, path.name
-
-
-def test_outside_the_store_no_module_talks_to_redis_itself():
-    """The store package owns the data model; redisconn.py owns connections. Everyone
-    else may hold a client (to pass it on) but sends no command through it."""
-    allowed = {MAILQ / 'redisconn.py', MAILQ / 'runtime.py'}
-    offenders = []
-    for path in MAILQ.rglob('*.py'):
-        if 'store' in path.relative_to(MAILQ).parts or path in allowed:
-            continue
-        text = path.read_text()
-        for pattern in (r'\.redis\.\w+\(', r'\.pipeline\('):
-            for match in re.finditer(pattern, text):
-                line = text.count('\n', 0, match.start()) + 1
-                offenders.append(f'{path.relative_to(MAILQ)}:{line}: {match.group(0)}')
-    assert offenders == []
 
 
 def test_the_readme_lists_every_state():

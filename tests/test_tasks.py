@@ -55,3 +55,16 @@ def test_a_task_in_hueys_json_form_still_loads(rt):
 
 def test_every_task_has_a_fresh_id(rt):
     assert len({rt.new_task('a', 'mailers') for _ in range(100)}) == 100
+
+
+def test_huey_cannot_enqueue_or_schedule_a_task_without_its_record(rt, redis_client):
+    """Calling the task as Huey allows (deliver(...), .schedule(...)) would store a task
+    whose mail has no record: MailStorage refuses, and Redis is left as it was."""
+    before = set(redis_client.scan_iter('*'))
+    with pytest.raises(RuntimeError, match='store.accept'):
+        rt.huey.deliver('0f3a9c', queue='mailers')
+    with pytest.raises(RuntimeError, match='store.accept'):
+        rt.huey.deliver.schedule(args=('0f3a9c',), kwargs={'queue': 'mailers'}, delay=60)
+    with pytest.raises(RuntimeError, match='store.accept'):
+        rt.huey.enqueue(rt.huey.deliver.s('0f3a9c', queue='mailers'))
+    assert set(redis_client.scan_iter('*')) == before

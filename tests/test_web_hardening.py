@@ -6,12 +6,14 @@ import http.client
 import json
 import re
 import socket
+import sys
 import time
 import urllib.parse
 
 import pytest
 
 from support.ini import write_ini
+from support.procs import REPO_ROOT, free_port, start_process, stop_process, wait_http
 from support.records import record_ids
 from support.web_proc import WebProcess
 
@@ -102,6 +104,28 @@ def test_loopback_names_and_the_listed_hosts_are_served(open_web, authed_web):
         assert status == 400, host
 
 
+@pytest.mark.parametrize('where', ['config', 'flag'])
+def test_the_address_mailq_listens_on_is_an_allowed_host(redis_server, tmp_path, where):
+    """By default allowed_hosts also holds the configured host ([web] host or --host)."""
+    port = free_port()
+    web = {'host': '127.0.0.2'} if where == 'config' else {}
+    ini = write_ini(tmp_path / 'mailq.ini', {
+        'redis': {'url': redis_server.url, 'prefix': 'bound'}, 'web': web})
+    flags = ['--host', '127.0.0.2'] if where == 'flag' else []
+    proc = start_process([sys.executable, REPO_ROOT / 'mailq.py', 'web', '-c', ini,
+                          '--port', port, *flags])
+    try:
+        wait_http(f'http://127.0.0.2:{port}/healthz')
+        for host, wanted in ((f'127.0.0.2:{port}', 200), ('127.0.0.2', 200),
+                             (f'localhost:{port}', 200), (f'127.0.0.3:{port}', 400)):
+            conn = http.client.HTTPConnection('127.0.0.2', port, timeout=10)
+            conn.request('GET', '/api/stats', headers={'Host': host})
+            assert conn.getresponse().status == wanted, host
+            conn.close()
+    finally:
+        stop_process(proc)
+
+
 def test_the_host_check_comes_before_the_login(authed_web):
     status, headers, body = call(authed_web, 'GET', '/api/stats',
                                  headers={'Host': 'attacker.example'})
@@ -190,6 +214,25 @@ def _is_open(sock):
         sock.setblocking(True)
 
 
+def test_connection_limit_is_the_configured_one(redis_server, tmp_path):
+    """[web] connection_limit reaches waitress: past it, /healthz waits in the backlog
+    (the control for the test above, whose 300 fit under the default 1000)."""
+    ini = write_ini(tmp_path / 'mailq.ini', {
+        'redis': {'url': redis_server.url, 'prefix': 'limited'},
+        'web': {'connection_limit': '10'}})
+    web = WebProcess(ini)
+    try:
+        socks = half_open(web.port, 12)
+        time.sleep(1)
+        assert timed_healthz(web, timeout=2) == float('inf')
+        for sock in socks:
+            sock.close()
+        time.sleep(1)
+        assert timed_healthz(web) < 1.0
+    finally:
+        web.stop()
+
+
 def test_idle_connections_are_closed_after_channel_timeout(redis_server, tmp_path):
     ini = write_ini(tmp_path / 'mailq.ini', {
         'redis': {'url': redis_server.url, 'prefix': 'slow'},
@@ -271,14 +314,23 @@ def test_healthz_without_configured_credentials_has_the_details(open_web):
 # -- 6. the raw message is a download
 
 def test_raw_message_is_served_as_a_download(open_web):
-    status, _, accepted = post_json(open_web, '/api/mails', {**MAIL, 'subject': 'Raw one'})
+    """The API's and the dashboard's raw message, with the attachment route's headers."""
+    attached = {'filename': 'a.txt', 'content': base64.b64encode(b'hi').decode()}
+    status, _, accepted = post_json(open_web, '/api/mails', {
+        **MAIL, 'subject': 'Raw one', 'attachments': [attached]})
     assert status == 202
-    status, headers, text = call(open_web, 'GET', f'/api/mails/{accepted["id"]}/raw')
-    assert status == 200 and 'Subject: Raw one' in text
-    assert headers['content-type'].startswith('message/rfc822')
-    assert headers['content-disposition'].startswith('attachment; filename="')
-    assert headers['x-content-type-options'] == 'nosniff'
-    assert headers['content-security-policy'].startswith('sandbox')
+    mail_id = accepted['id']
+    names = ('content-disposition', 'x-content-type-options', 'content-security-policy')
+    _, attachment, _ = call(open_web, 'GET', f'/mails/{mail_id}/attachments/0')
+    for path in (f'/api/mails/{mail_id}/raw', f'/mails/{mail_id}/raw'):
+        status, headers, text = call(open_web, 'GET', path)
+        assert status == 200 and 'Subject: Raw one' in text, path
+        assert headers['content-type'].startswith('message/rfc822')
+        assert headers['content-disposition'].startswith(f'attachment; filename="{mail_id}.eml"')
+        assert headers['x-content-type-options'] == 'nosniff'
+        assert headers['content-security-policy'].startswith('sandbox')
+        assert [headers[n].split(';')[0] for n in names] == [
+            attachment[n].split(';')[0] for n in names], path
 
 
 # -- 20. 415 for a body that is not JSON; distinct 401 messages

@@ -11,6 +11,7 @@ from mailq.config import load
 from mailq.runtime import Runtime
 from mailq.web import admin_api, api, app as web_app, dashboard
 from mailq.web.api import api_route
+from support.redis_tuned import TunedRedisServer
 
 
 class Gone(errors.NotFound):
@@ -79,3 +80,30 @@ def test_the_api_is_guarded_without_the_dashboard(rt, monkeypatch):
     status, headers, _ = wsgi(application, 'POST', '/api/queues/default/pause')
     assert status == 200 and headers['X-Frame-Options'] == 'DENY'
     assert rt.redis.sismember(rt.keys.paused, 'default')
+
+
+def test_the_web_starts_while_redis_refuses_writes(tmp_ini, tmp_path, caplog):
+    """A Redis that answers but refuses for now (NOREPLICAS here: min-replicas-to-write
+    with no replica; LOADING, BUSY, OOM and MISCONF alike) is an outage at start, as for
+    the worker: the web says so and serves, the API answering 503 until Redis is back,
+    instead of failing to start on the first write."""
+    server = TunedRedisServer('--min-replicas-to-write', '1', tmpdir=tmp_path).start()
+    try:
+        rt = Runtime(load(str(tmp_ini(redis={'url': server.url}))))
+        serve = web_app.bind(rt, '127.0.0.1', 0)
+        serve.keywords['sockets'][0].close()
+        assert 'NOREPLICAS' in caplog.text
+        status, _, body = wsgi(web_app.create_app(rt), 'POST', '/api/mails',
+                               json.dumps({'to': 'a@example.com', 'subject': 's',
+                                           'text': 't'}).encode(),
+                               content_type='application/json')
+        assert status == 503, body
+    finally:
+        server.cleanup()
+
+
+def test_one_table_of_history_ranges():
+    """?days= is checked against the ranges admin.history draws, not a copy of them."""
+    from mailq import admin
+    from mailq.web import params
+    assert params.HISTORY_DAYS is admin.HISTORY_DAYS

@@ -35,18 +35,18 @@ def attachment(content, filename='a.bin', content_type=None):
 
 @pytest.fixture
 def wire(tmp_ini, redis_url):
-    """wire(extensions=..., workers=4, data_reply=..., data_delay=...) ->
+    """wire(extensions=..., workers=4, worker_args=(), data_reply=..., data_delay=...) ->
     (web, worker process, raw server); everything is stopped after the test."""
     started = []
 
-    def make(workers=4, **server_options):
+    def make(workers=4, worker_args=(), **server_options):
         server = RawSMTPServer(**server_options)
         ini = tmp_ini(redis={'url': redis_url},
                       worker={'retry_base': '1', 'retry_max_delay': '2'},
                       smtp={'transport': 'smtp', 'host': '127.0.0.1', 'port': str(server.port),
                             'timeout': '5', 'from': 'mailq@example.com'},
                       templates={'path': str(REPO_ROOT / 'templates' / 'mail')})
-        web, proc = WebApp(ini), start_worker(ini, '-w', str(workers))
+        web, proc = WebApp(ini), start_worker(ini, '-w', str(workers), *worker_args)
         started.append((web, proc, server))
         return web, proc, server
 
@@ -129,9 +129,11 @@ def test_non_ascii_content_type_is_422(web, content_type):
 
 # -- 8: QUIT on a graceful stop ---------------------------------------------
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_graceful_stop_ends_every_session_with_quit(wire, sig):
-    web, proc, server = wire(workers=4, data_delay=0.3)
+@pytest.mark.parametrize('sig, worker_type', [(signal.SIGTERM, 'thread'),
+                                              (signal.SIGINT, 'thread'),
+                                              (signal.SIGTERM, 'process')])
+def test_graceful_stop_ends_every_session_with_quit(wire, sig, worker_type):
+    web, proc, server = wire(workers=4, worker_args=('-k', worker_type), data_delay=0.3)
     ids = [web.post('/api/mails', {**MAIL, 'to': f'u{i}@example.com'})[2]['id']
            for i in range(8)]
     for mail_id in ids:
@@ -275,6 +277,23 @@ def test_display_names_are_stored_and_shown_as_written(wire):
     to = email.message_from_bytes(raw, policy=email.policy.default)['To']
     assert to.addresses[0].display_name == 'Jürgen Müller'
     assert to.addresses[1].display_name == 'Lee, Ann'
+
+
+def test_display_names_in_the_outbox_are_as_written(redis_ini):
+    """The issue's own example: transport = outbox, the outbox list and its filter."""
+    web, proc = WebApp(redis_ini), start_worker(redis_ini, '-w', '1')
+    try:
+        written = 'Jürgen Müller <juergen@bücher.example>'
+        status, _, body = web.post('/api/mails', {**MAIL, 'to': written})
+        assert status == 202, body
+        assert wait_status(web, body['id'], 'sent')['to'] == written
+        for query in ('', '?q=J%C3%BCrgen', '?q=M%C3%BCller'):
+            rows = web.get('/api/outbox' + query)[2]['rows']
+            assert [(r['id'], r['to']) for r in rows] == [(body['id'], written)], query
+        assert web.get('/api/outbox?q=%3D%3Futf-8')[2]['rows'] == []
+    finally:
+        stop_process(proc)
+        web.close()
 
 
 def test_records_written_the_old_way_still_display(wire):

@@ -28,7 +28,6 @@
     <p>:cron:<job>:pending  hash    fire time -> claim not yet recorded
     <p>:cron:<job>:runs     list    run history, newest first
     <p>:cron:paused         set     paused cron job names
-    <p>:schema              string  the data layout version (migrations.py)
     <p>:suppressed          hash    normalised address -> JSON (reason, reply, mail, until...)
     <p>:suppressed:order    zset    suppressed addresses, by time of suppression
     <p>:hook:<name>:events  stream  events for webhook endpoint <name> (group 'dispatch')
@@ -66,7 +65,6 @@ class Keys:
         self.paused = self.prefix + 'paused'
         self.workers = self.prefix + 'workers'
         self.cron_paused = self.prefix + 'cron:paused'
-        self.schema = self.prefix + 'schema'
         self.suppressed = self.prefix + 'suppressed'
         self.suppressed_order = self.prefix + 'suppressed:order'
         self.events = self.prefix + 'events'

@@ -261,7 +261,7 @@ class Store:
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
                suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=(),
-               staging=''):
+               staging='', pipe=None):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
         given, narrows the envelope to the recipients still owed the mail. In the same
         script: `suppress` ({normalised address: info}) goes on the suppression list,
@@ -273,7 +273,8 @@ class Store:
         attempt, noted on the record. The outcome is published on the events channel and
         counted per outcome and queue for the day. A sent mail's body key expires after
         keep_sent_bodies (the outbox keeps it), its record after keep_sent_days.
-        Returns (1 recorded or 0 stale, (queue, task) fetched or None)."""
+        Returns (1 recorded or 0 stale, (queue, task) fetched or None), or with `pipe`
+        (the bench's history fill) the pending reply."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -308,7 +309,9 @@ class Store:
                   else '', '1' if refused_for_good else '',
                   json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
                   0 if outbox else cfg.sent_body_ms, len(events.streams),
-                  *events.subscriptions, *slot_args, *then_fetch])
+                  *events.subscriptions, *slot_args, *then_fetch], client=pipe)
+        if pipe is not None:
+            return reply
         recorded, *fetched = reply
         return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
 

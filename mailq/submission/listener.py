@@ -104,7 +104,7 @@ def bind(rt, main_thread=True):
         server = await loop.create_server(lambda: protocol(handler, counters), sock=sock)
         if main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, _on_signal, sig, stop)
         flusher = asyncio.create_task(_flush(counters, executor))
         try:
             await stop.wait()
@@ -115,8 +115,14 @@ def bind(rt, main_thread=True):
             await loop.run_in_executor(executor, accepter.close)
             await loop.run_in_executor(executor, counters.flush)
             executor.shutdown(wait=True)
+            log.info('submission stopped')
 
     return Serving(main)
+
+
+def _on_signal(sig, stop):
+    log.info('received %s: taking no new mail', signal.Signals(sig).name)
+    stop.set()
 
 
 class Serving:

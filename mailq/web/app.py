@@ -18,6 +18,7 @@ import bottle
 import redis
 
 from ..errors import ConfigError
+from ..redisconn import is_outage, outage_text, persistence_warning
 from . import (admin_api, api, cron_api, dashboard, events, metrics_route, openapi, security,
                webhooks_api)
 from .auth import require_auth
@@ -164,13 +165,15 @@ def check_bind(config, host=None, port=None):
 
 
 def _startup_warning(rt):
-    """A Redis that keeps nothing on disk loses queued mail on restart: say so at start."""
-    from ..redisconn import persistence_warning
+    """A Redis that keeps nothing on disk loses queued mail on restart: say so at start.
+    A Redis that cannot serve us now (down, LOADING, NOREPLICAS...) is said, not fatal."""
     try:
         warning = persistence_warning(rt.redis)
         rt.store.index.mark_start(time.time())
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.error('Redis unreachable at start (%s); the API answers 503 until it is back', exc)
+    except redis.RedisError as exc:
+        if not is_outage(exc):
+            raise
+        log.error('%s at start; the API answers 503 until it is back', outage_text(exc))
         return
     if warning:
         log.warning(warning)

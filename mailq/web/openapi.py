@@ -48,9 +48,16 @@ def _answers(ok_status, ok_schema, *errors):
 def document(config):
     limits = config.limits
     accepted = {'type': 'object', 'properties': {
-        'id': {'type': 'string'}, 'status': {'type': 'string'}, 'queue': {'type': 'string'},
-        'send_at': {'type': ['string', 'null']}, 'duplicate': {'type': 'boolean'}}}
+        'id': {'type': 'string'},
+        'status': {'type': 'string', 'description': 'queued, scheduled, or suppressed (every '
+                   'recipient on the suppression list); with duplicate, the earlier '
+                   "mail's status now"},
+        'queue': {'type': 'string'}, 'send_at': {'type': ['string', 'null']},
+        'suppressed': {'type': 'array', 'items': {'type': 'string'}},
+        'duplicate': {'type': 'boolean', 'description': 'true: an idempotency key seen '
+                      'before with the same request; this is the earlier mail'}}}
     body_errors = ((400, 'malformed JSON'), (401, 'authentication required'),
+                   (409, 'idempotency key seen before with another request'),
                    (413, f'body larger than {limits.max_body_bytes} bytes'),
                    (415, 'Content-Type is not application/json'),
                    (422, 'invalid mail; details name the field'), (503, 'Redis unreachable'))

@@ -1,9 +1,8 @@
 """Query parameters that the pages and the JSON API read the same way."""
 import bottle
 
+from ..admin import DAYS_RULE, HISTORY_DAYS
 from ..errors import ValidationError
-
-HISTORY_DAYS = (7, 30, 90, 180)
 
 
 def paging():
@@ -18,6 +17,5 @@ def days():
     on the overview page as in the API, rather than silently another range."""
     raw = bottle.request.query.get('days', '30')
     if raw not in {str(d) for d in HISTORY_DAYS}:     # no int(): '²' and 5000 digits
-        raise ValidationError('days', 'must be ' + ', '.join(map(str, HISTORY_DAYS[:-1]))
-                              + f' or {HISTORY_DAYS[-1]}')
+        raise ValidationError('days', DAYS_RULE)
     return int(raw)

@@ -31,6 +31,12 @@ def bad_mail(fired_at):
             {'to': 'nobody', 'subject': 'bad', 'text': 'bad'}]
 
 
+def odd_address(fired_at):
+    """An address the stdlib header parser trips over (AttributeError before issue 11)."""
+    return [{'to': 'ann@example.com', 'cc': ':; <a@example.com>', 'subject': 'odd',
+             'text': 'odd'}]
+
+
 def no_arguments():
     return []
 
