@@ -44,14 +44,14 @@ end
 -- digest -> 'id score'. Each value comes as three KEYS (zset, buckets) and a field.
 local function index_add(zset, b0, b1, field, id, score)
   if redis.call('EXISTS', zset) == 0 then
-    local bucket, held = b0, redis.call('HGET', b0, field)
-    if not held then bucket, held = b1, redis.call('HGET', b1, field) end
-    if not held then
+    local bucket, entry = b0, redis.call('HGET', b0, field)
+    if not entry then bucket, entry = b1, redis.call('HGET', b1, field) end
+    if not entry then
       if redis.call('HLEN', b0) < INDEX_SPILL then bucket = b0 end
       redis.call('HSET', bucket, field, id .. ' ' .. score)
       return
     end
-    local other, at = string.match(held, '^(%S+) (%S+)$')
+    local other, at = string.match(entry, '^(%S+) (%S+)$')
     if other == id then return end
     -- a second mail: both go to the value's zset
     redis.call('HDEL', bucket, field)
@@ -62,8 +62,8 @@ end
 
 -- The field of `bucket` goes if it still names mail `id`. Returns 1 if it went.
 local function unbucket(bucket, field, id)
-  local held = redis.call('HGET', bucket, field)
-  if held and string.sub(held, 1, #id + 1) == id .. ' ' then
+  local entry = redis.call('HGET', bucket, field)
+  if entry and string.sub(entry, 1, #id + 1) == id .. ' ' then
     return redis.call('HDEL', bucket, field)
   end
   return 0
