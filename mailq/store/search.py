@@ -31,7 +31,7 @@ LEVELS = (64, 4096)
 # buckets.
 SWEEP_SCAN = 200
 SWEEP_OLDEST = 50
-SWEEP_BUCKETS = 8
+SWEEP_BUCKETS = 4
 # Rounds a lookup reads past entries whose record is gone before it answers.
 MAX_ROUNDS = 8
 
