@@ -342,6 +342,19 @@ def test_the_states_table_is_whole():
     assert re.fullmatch(states.route_pattern(states.ACTIONS), 'kill')
 
 
+@pytest.mark.parametrize('status', states.STATES)
+def test_cancel_follows_the_states_table(checked_rt, redis_client, status):
+    """cancel.lua refuses exactly the states the table says cannot be cancelled, naming
+    the state; any other is cancelled (its list passed in ARGV, not written in Lua)."""
+    mail_id = send(checked_rt)
+    redis_client.hset(f'mailq:m:{mail_id}', 'status', status)
+    expected = 'ok' if states.TABLE[status].cancellable else status
+    assert checked_rt.store.cancel(mail_id) == expected
+    assert redis_client.hget(f'mailq:m:{mail_id}', 'status').decode() == \
+        ('cancelled' if expected == 'ok' else status)
+    assert set(states.NOT_CANCELLABLE) == {'sending', 'sent', 'cancelled', 'suppressed'}
+
+
 def test_the_lua_scripts_name_no_key_themselves():
     """Key names are built in keys.py only: no script spells a part of one."""
     folder = MAILQ / 'store' / 'scripts'

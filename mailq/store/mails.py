@@ -28,7 +28,7 @@ from .limits import Limits
 from .record import MailRecord
 from .scripts import Scripts
 from .search import Index, index_keys, index_values, indexes_of_records
-from .states import DEAD, FINAL_STATES, HELD, QUEUED, RETRYING, SCHEDULED, SENT
+from .states import DEAD, FINAL_STATES, HELD, NOT_CANCELLABLE, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
 from .workers import Workers
 
@@ -456,7 +456,8 @@ class Store:
                       keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
                       keys.events, keys.body(mail_id), keys.attempts(mail_id), *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
-                      mail_id, queue, len(events.streams), *events.subscriptions]).decode()
+                      mail_id, queue, ' '.join(['', *NOT_CANCELLABLE, '']),
+                      len(events.streams), *events.subscriptions]).decode()
             if reply != 'moved':
                 return reply
         return 'moved'

@@ -27,21 +27,23 @@ class State:
     holder: str          # where its task (or id) is: queue, schedule, inflight, retry, dead, none
     final: bool          # no delivery will be attempted again
     actions: tuple       # what a user may do to a mail in this state
+    cancellable: bool    # the app may still cancel it (DELETE /api/mails/<id>)
 
 
 TABLE = {state.name: state for state in (
-    State(QUEUED, 'queue', False, (DELETE,)),
-    State(SCHEDULED, 'schedule', False, (ENQUEUE, DELETE)),
-    State(SENDING, 'inflight', False, ()),
-    State(RETRYING, 'retry', False, (RETRY, KILL, DELETE)),
-    State(HELD, 'held', False, (DELETE,)),
-    State(DEAD, 'dead', True, (RETRY, DELETE)),
-    State(SENT, 'none', True, (DELETE,)),       # kept in the outbox with transport = outbox
-    State(CANCELLED, 'none', True, (DELETE,)),
-    State(SUPPRESSED, 'none', True, (DELETE,)),
+    State(QUEUED, 'queue', False, (DELETE,), True),
+    State(SCHEDULED, 'schedule', False, (ENQUEUE, DELETE), True),
+    State(SENDING, 'inflight', False, (), False),
+    State(RETRYING, 'retry', False, (RETRY, KILL, DELETE), True),
+    State(HELD, 'held', False, (DELETE,), True),
+    State(DEAD, 'dead', True, (RETRY, DELETE), True),
+    State(SENT, 'none', True, (DELETE,), False),       # kept in the outbox with transport = outbox
+    State(CANCELLED, 'none', True, (DELETE,), False),
+    State(SUPPRESSED, 'none', True, (DELETE,), False),
 )}
 STATES = tuple(TABLE)
 FINAL_STATES = tuple(name for name, state in TABLE.items() if state.final)
+NOT_CANCELLABLE = tuple(name for name, state in TABLE.items() if not state.cancellable)
 
 
 def actions_for(status):
