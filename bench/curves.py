@@ -172,10 +172,11 @@ def check_history(rt, ids, keep_body=False):
     pipe = rt.redis.pipeline(transaction=False)
     for mail_id in ids:
         pipe.hget(rt.keys.record(mail_id), 'status')
-        pipe.llen(rt.keys.log(mail_id))
+        pipe.get(rt.keys.attempts(mail_id))
         pipe.exists(rt.keys.body(mail_id))
     replies = pipe.execute()
-    found = list(zip(replies[::3], replies[1::3], replies[2::3]))
+    found = [(status, (attempts or b'').count(b'\n'), body)
+             for status, attempts, body in zip(replies[::3], replies[1::3], replies[2::3])]
     bad = [f for f in found if f != (b'sent', 1, int(keep_body))]
     return [f'history: {len(bad)} of {len(ids)} probed mails not as sent: {bad[:3]}'] if bad \
         else []

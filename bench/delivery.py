@@ -136,11 +136,11 @@ def check_records(rt, ids):
         pipe = rt.redis.pipeline(transaction=False)
         for mail_id in ids[start:start + 5000]:
             pipe.hget(rt.keys.record(mail_id), 'status')
-            pipe.llen(rt.keys.log(mail_id))
+            pipe.get(rt.keys.attempts(mail_id))
         replies = pipe.execute()
-        for status, log_len in zip(replies[::2], replies[1::2]):
+        for status, attempts in zip(replies[::2], replies[1::2]):
             statuses[status] = statuses.get(status, 0) + 1
-            logs += log_len
+            logs += (attempts or b'').count(b'\n')
     problems = []
     if statuses != {b'sent': len(ids)}:
         problems.append(f'statuses {statuses}')

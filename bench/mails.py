@@ -6,6 +6,7 @@ with the fields the finish script sets, on top of Mail.record_fields().
 """
 import base64
 import dataclasses
+import email.utils
 import json
 import random
 import time
@@ -59,10 +60,20 @@ def numbered(template, n):
                                idempotency_key=f'order-{n}' if n % 2 == 0 else None)
 
 
-def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None, first=None):
+def receipt(template, n):
+    """Receipt number n: a Message-ID as compose makes them and a recipient of its own,
+    no idempotency key (the memory rows: each mail's index entries are its own)."""
+    to = f'user{n}@example.com'
+    return dataclasses.replace(template, recipients=[to], to=[to],
+                               message_id=email.utils.make_msgid(domain='example.com'))
+
+
+def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None, first=None,
+                distinct=False):
     """`count` mails (copies of `template`, by default the 2 KB one) through the real
     accept script, pipelined. Returns their ids. With `first`, they are mails number
-    first on of `numbered`: each with index entries of its own, as real mail has."""
+    first on of `numbered`: each with index entries of its own, as real mail has;
+    `distinct`, `receipt`s."""
     queues = queues or rt.config.worker.queue_names[:1]
     template = template or sample_mail(rt)
     ids = []
@@ -70,6 +81,7 @@ def fill_queued(rt, count, queues=None, chunk=2000, send_at=None, template=None,
         pipe = rt.redis.pipeline(transaction=False)
         for n in range(start, min(start + chunk, count)):
             mail = template if first is None else numbered(template, first + n)
+            mail = receipt(mail, n) if distinct else mail
             mail = dataclasses.replace(mail, id=new_mail_id(), queue=queues[n % len(queues)],
                                        send_at=send_at)
             rt.store.accept(mail, rt.new_task(mail.id, mail.queue), pipe=pipe)
@@ -101,7 +113,7 @@ def fill_finished(rt, count, status, chunk=2000, now=None):
                 pipe.zadd(keys.dead, {mail.id: now - n})
             pipe.hset(keys.record(mail.id), mapping=fields)
             pipe.set(keys.body(mail.id), body.pack(mail.raw))
-            pipe.rpush(keys.log(mail.id), json.dumps(attempt))
+            pipe.set(keys.attempts(mail.id), json.dumps(attempt) + '\n')
         pipe.execute()
 
 

@@ -79,13 +79,18 @@ class Mail:
     def record_fields(self, status, task):
         fields = {
             'id': self.id, 'status': status, 'queue': self.queue, 'task': task,
-            'attempts': 0, 'created_at': self.created_at, 'send_at': self.send_at or '',
-            'message_id': self.message_id, 'from': self.sender,
-            'rcpts': json.dumps(self.recipients), 'to': ', '.join(self.to),
-            'subject': self.subject, 'template': self.template or '',
-            'attachments': self.attachments,
+            'attempts': 0, 'created_at': self.created_at, 'message_id': self.message_id,
+            'from': self.sender, 'rcpts': json.dumps(self.recipients), 'to': ', '.join(self.to),
+            'subject': self.subject,
         }
-        # New fields are written only when set: records stay as small as before.
+        # The other fields are written only when set: a record of most mails stays small
+        # (readers take a missing field as empty, as records of older releases had them).
+        if self.send_at:
+            fields['send_at'] = self.send_at
+        if self.template:
+            fields['template'] = self.template
+        if self.attachments:
+            fields['attachments'] = self.attachments
         if self.metadata:
             fields['metadata'] = self.metadata
         if self.idempotency_key:

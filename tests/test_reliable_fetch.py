@@ -52,7 +52,8 @@ def test_an_outcome_written_twice_is_recorded_once(rt, redis_client):
     for _ in range(2):
         assert rt.store.finish(mail_id, task, 'w1', 't1', 'sent', attempt,
                                now=attempt['at']) == (1, None)
-    assert redis_client.llen(f'mailq:m:{mail_id}:log') == 1
+    assert redis_client.get(f'mailq:m:{mail_id}:attempts').count(b'\n') == 1
+    assert len(rt.store.get(mail_id).attempts) == 1
     assert redis_client.get('mailq:stat:processed') == b'1'
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'sent'
 

@@ -166,6 +166,11 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
     assert finish(rt, outboxed, task, worker, 'sent', outbox=True) == 1
     assert store.outbox.trim(0) == 1                                  # trim.lua
     assert store.get(outboxed) is None
+    # a lookup that meets a bucket entry of a record gone drops it (index_drop)
+    dropped = send(rt)
+    message_id = store.get(dropped).fields['message_id'].strip('<>')
+    redis_client.delete(f'mailq:m:{dropped}')
+    assert store.index.lookup('msgid', message_id) == ([], None)
     # cron's scripts
     cron = store.cron
     assert cron.claim('job', 100, 101, 'tok', worker, 3600) == 'ok'
@@ -309,6 +314,9 @@ def test_key_names_are_those_of_the_previous_release():
             keys.limit_free('relay')] == [
         'mailq:held', 'mailq:limit:relay', 'mailq:limit:relay:slots', 'mailq:limit:relay:sent',
         'mailq:limit:relay:free']
+    # added for memory: a mail's attempts as a string, its body, the index buckets
+    assert [keys.attempts('a'), keys.body('a'), keys.index_bucket('rcpt', 1, 7)] == [
+        'mailq:m:a:attempts', 'mailq:m:a:body', 'mailq:ixb:rcpt:1:7']
 
 
 def test_every_key_name_is_used():

@@ -79,7 +79,8 @@ def test_a_sent_mail_keeps_its_body_for_keep_sent_bodies(make_rt, redis_client):
                                                              'ann@example.com')
     assert [a['outcome'] for a in view['history']] == ['sent']
     usage = (redis_client.memory_usage(rt.keys.record(mail_id), samples=0)
-             + redis_client.memory_usage(rt.keys.log(mail_id), samples=0))
+             + redis_client.memory_usage(rt.keys.attempts(mail_id), samples=0))
+    assert not redis_client.exists(rt.keys.log(mail_id))
     assert usage <= 1024, usage
 
 
@@ -137,3 +138,27 @@ def test_a_record_of_the_older_layout_reads_and_delivers(make_rt, redis_client):
     assert sent(rt, mail_id) == raw
     assert service.get_mail(rt, mail_id)['status'] == 'sent'
     assert rt.store.raw(mail_id) == raw      # kept in the record until the record expires
+
+
+def test_attempts_are_a_string_and_a_list_of_the_older_layout_is_added_to(make_rt,
+                                                                          redis_client):
+    rt = make_rt()
+    new = service.send(rt, MAIL)['id']
+    sent(rt, new)
+    assert redis_client.type(rt.keys.attempts(new)) == b'string'
+    assert 0 < redis_client.ttl(rt.keys.attempts(new)) <= redis_client.ttl(rt.keys.record(new))
+    assert not redis_client.exists(rt.keys.log(new))
+    assert [a['outcome'] for a in service.get_mail(rt, new)['history']] == ['sent']
+    # a mail retried once by the release before: its attempt log is a list, and the
+    # next attempt goes on it, oldest first
+    mail_id, _ = old_layout_mail(rt, redis_client)
+    earlier = {'at': time.time() - 60, 'worker': 'old', 'outcome': 'retrying', 'code': 451,
+               'reply': 'later', 'duration': 0.01}
+    redis_client.rpush(rt.keys.log(mail_id), json.dumps(earlier))
+    sent(rt, mail_id)
+    assert redis_client.llen(rt.keys.log(mail_id)) == 2
+    assert not redis_client.exists(rt.keys.attempts(mail_id))
+    assert [a['code'] for a in service.get_mail(rt, mail_id)['history']] == [451, 250]
+    # both leave with their records
+    assert rt.store.erase('sent', [new, mail_id]) == [new, mail_id]
+    assert not redis_client.keys('mailq:m:*')

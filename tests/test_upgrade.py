@@ -45,17 +45,17 @@ IDEM_KEY = 'upgrade-idem-1'
 
 # -- the old release -------------------------------------------------------------
 
-def extract_release(dest):
-    """`git archive RELEASE | tar -x` into dest; skip only without the git history."""
+def extract_release(dest, release=RELEASE):
+    """`git archive <release> | tar -x` into dest; skip only without the git history."""
     if shutil.which('git') is None:
-        pytest.skip('git is not installed: cannot extract the last release')
-    probe = subprocess.run(['git', '-C', str(REPO_ROOT), 'cat-file', '-e', RELEASE + '^{commit}'],
+        pytest.skip('git is not installed: cannot extract an earlier release')
+    probe = subprocess.run(['git', '-C', str(REPO_ROOT), 'cat-file', '-e', release + '^{commit}'],
                            capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f'git history unavailable (shallow clone?): commit {RELEASE} not found: '
+        pytest.skip(f'git history unavailable (shallow clone?): commit {release} not found: '
                     f'{probe.stderr.strip()}')
     dest.mkdir()
-    archive = subprocess.Popen(['git', '-C', str(REPO_ROOT), 'archive', RELEASE],
+    archive = subprocess.Popen(['git', '-C', str(REPO_ROOT), 'archive', release],
                                stdout=subprocess.PIPE)
     untar = subprocess.run(['tar', '-x', '-C', str(dest)], stdin=archive.stdout,
                            capture_output=True)

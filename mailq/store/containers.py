@@ -112,11 +112,11 @@ class Container:
             chunk = members[i:i + CHUNK]
             ids = [self.mail_id(member) or '-' for member in chunk]
             keys, args = [self.key, self.keys.events], [self.kind.state, self.kind.members]
-            for member, mail_id, indexes in zip(chunk, ids,
-                                                indexes_of_records(self.redis, self.keys, ids)):
+            for member, mail_id, (indexes, fields) in zip(
+                    chunk, ids, indexes_of_records(self.redis, self.keys, ids)):
                 keys += [self.keys.record(mail_id), self.keys.log(mail_id),
-                         self.keys.body(mail_id), *indexes]
-                args += [member, mail_id, len(indexes)]
+                         self.keys.attempts(mail_id), self.keys.body(mail_id), *indexes]
+                args += [member, mail_id, len(fields), *fields]
             removed += self.scripts.admin_clear(keys=keys, args=args)
         return removed
 
@@ -198,10 +198,11 @@ class Bounded(SortedSet):
             return 0
         ids = [mail_id.decode() for mail_id in ids]
         keys, args = [self.key], []
-        for mail_id, indexes in zip(ids, indexes_of_records(self.redis, self.keys, ids)):
-            keys += [self.keys.record(mail_id), self.keys.log(mail_id), self.keys.body(mail_id),
-                     *indexes]
-            args += [mail_id, len(indexes)]
+        for mail_id, (indexes, fields) in zip(ids, indexes_of_records(self.redis, self.keys,
+                                                                      ids)):
+            keys += [self.keys.record(mail_id), self.keys.log(mail_id),
+                     self.keys.attempts(mail_id), self.keys.body(mail_id), *indexes]
+            args += [mail_id, len(fields), *fields]
         return self.scripts.trim(keys=keys, args=args)
 
 

@@ -1,7 +1,10 @@
 """Every Redis key name mailq uses, in one place, under the configured prefix.
 
     <p>:m:<id>              hash    a mail's record (JSON-safe fields, never a pickle)
-    <p>:m:<id>:log          list    one JSON entry per delivery attempt
+    <p>:m:<id>:attempts     string  the delivery attempts, one JSON line each (a string
+                                    costs about 100 B less than a list of one entry)
+    <p>:m:<id>:log          list    the same, one JSON entry each, of records written
+                                    before the attempts key (they keep adding to it)
     <p>:m:<id>:body         string  the message as sent, zlib-compressed when that saves
                                     room (body.py); a sent mail's expires after
                                     keep_sent_bodies. Records written before this layout hold
@@ -43,7 +46,10 @@
     <p>:limit:<name>:waiting zset   tasks of mails held for a slot of group <name>, by
                                     time held (the one leaving a slot wakes the first)
     <p>:ix:<kind>:<value>   zset    search index (store/search.py): mail ids by created_at,
-                                    kind 'rcpt' (normalised address), 'msgid', 'idem'
+                                    kind 'rcpt' (normalised address), 'msgid', 'idem', of a
+                                    value with two mails or more (or written before buckets)
+    <p>:ixb:<kind>:<l>:<n>  hash    search index buckets of values with one mail: a digest of
+                                    the value -> '<mail id> <created_at>'; level l 0 or 1
     <p>:ix:since            string  when this layout first ran: mails older than it are
                                     not in the indexes
 """
@@ -71,6 +77,9 @@ class Keys:
 
     def log(self, mail_id):
         return f'{self.prefix}m:{mail_id}:log'
+
+    def attempts(self, mail_id):
+        return f'{self.prefix}m:{mail_id}:attempts'
 
     def body(self, mail_id):
         return f'{self.prefix}m:{mail_id}:body'
@@ -137,3 +146,6 @@ class Keys:
 
     def index(self, kind, value):
         return f'{self.prefix}ix:{kind}:{value}'
+
+    def index_bucket(self, kind, level, number):
+        return f'{self.prefix}ixb:{kind}:{level}:{number}'

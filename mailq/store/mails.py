@@ -1,7 +1,8 @@
 """The mail records in Redis, and every state change of a mail.
 
-A mail is a hash `<prefix>:m:<id>` of JSON-safe fields (never a pickle), a list
-`<prefix>:m:<id>:log` with one JSON entry per delivery attempt and its message in
+A mail is a hash `<prefix>:m:<id>` of JSON-safe fields (never a pickle), a string
+`<prefix>:m:<id>:attempts` with one JSON line per delivery attempt (records written
+before it have a list `<prefix>:m:<id>:log` instead) and its message in
 `<prefix>:m:<id>:body` (body.py). The record holds only short fields, so Redis keeps
 it as a compact listpack. Its Huey
 task (which carries only the mail id) sits in exactly one place at a time: a
@@ -107,7 +108,7 @@ class Store:
         self.events = Events(client, keys, self.scripts, getattr(config, 'webhooks', ()))
         self.suppressions = Suppressions(client, keys, self.scripts)
         self.throttle = Limits(client, keys, self.scripts, config)
-        self.index = Index(client, keys)
+        self.index = Index(client, keys, self.scripts)
 
     def live_events(self):
         """A subscription to the events channel (store/live.py), for GET /api/events."""
@@ -146,13 +147,13 @@ class Store:
         if request_hash:
             fields['request_hash'] = request_hash
         events = self.events
+        indexes, index_fields = index_keys(keys, index_values(
+            mail.recipients, mail.message_id, mail.idempotency_key))
         args = [mail.id, self.limits.idempotency_ttl, mode, score, task, time.time(),
                 self.worker_config.keep_sent_days * 86400, body.pack(mail.raw),
-                len(events.streams), *events.subscriptions]
+                len(events.streams), *events.subscriptions, len(index_fields), *index_fields]
         for name, value in fields.items():
             args += [name, value]
-        indexes = index_keys(keys, index_values(mail.recipients, mail.message_id,
-                                                mail.idempotency_key))
         return ([keys.record(mail.id), idem, target, keys.wake(mail.queue), keys.suppressed,
                  keys.events, keys.body(mail.id), *events.streams, *indexes], args)
 
@@ -297,7 +298,8 @@ class Store:
                   keys.stat('processed', day), keys.stat('failed', day), target,
                   keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
                   keys.suppressed_order, keys.events, keys.stat('outcomes', day),
-                  keys.body(mail_id), *events.streams, *slot_keys, keys.paused,
+                  keys.body(mail_id), keys.attempts(mail_id), *events.streams, *slot_keys,
+                  keys.paused,
                   *(keys.queue(q) for q in then_fetch)],
             args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
                   new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
@@ -362,8 +364,8 @@ class Store:
             for task in tasks:
                 mail_id = task_mail_id(task) or '-'
                 queue = task_queue(task) or self.worker_config.default_queue
-                script_keys += [keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
-                                keys.wake(queue)]
+                script_keys += [keys.record(mail_id), keys.log(mail_id),
+                                keys.attempts(mail_id), keys.queue(queue), keys.wake(queue)]
                 args += [task, mail_id]
             requeued, left = self.scripts.requeue(keys=script_keys, args=args)
             count += requeued
@@ -377,9 +379,11 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.record(mail_id))
         pipe.lrange(self.keys.log(mail_id), 0, -1)
+        pipe.get(self.keys.attempts(mail_id))
         (pipe.get if with_raw else pipe.exists)(self.keys.body(mail_id))
-        record, log, stored = pipe.execute()
-        return MailRecord.from_redis(record, log, stored, with_raw)
+        record, log, attempts, stored = pipe.execute()
+        return MailRecord.from_redis(record, log + (attempts or b'').splitlines(), stored,
+                                     with_raw)
 
     def note_release(self, mail_id, copy_id, recipients, at):
         """Note on a caught mail that a copy of it was released (one field per release)."""
@@ -450,7 +454,7 @@ class Store:
             reply = self.scripts.cancel(
                 keys=[keys.record(mail_id), keys.log(mail_id), keys.queue(queue),
                       keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
-                      keys.events, keys.body(mail_id), *events.streams],
+                      keys.events, keys.body(mail_id), keys.attempts(mail_id), *events.streams],
                 args=[now or time.time(), self.worker_config.keep_sent_days * 86400,
                       mail_id, queue, ' '.join(['', *NOT_CANCELLABLE, '']),
                       len(events.streams), *events.subscriptions]).decode()
@@ -470,11 +474,11 @@ class Store:
         script_keys = [keys.schedule, keys.retry, keys.dead, keys.outbox, keys.held,
                        keys.events]
         args = [status]
-        for mail_id, queue, indexes in zip(ids, self._queues_of(ids),
-                                           indexes_of_records(self.redis, keys, ids)):
-            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.body(mail_id),
-                            keys.queue(queue), *indexes]
-            args += [mail_id, queue, len(indexes)]
+        for mail_id, queue, (indexes, fields) in zip(ids, self._queues_of(ids),
+                                                     indexes_of_records(self.redis, keys, ids)):
+            script_keys += [keys.record(mail_id), keys.log(mail_id), keys.attempts(mail_id),
+                            keys.body(mail_id), keys.queue(queue), *indexes]
+            args += [mail_id, queue, len(fields), *fields]
         return [i.decode() for i in self.scripts.admin_delete(keys=script_keys, args=args)]
 
     def kill(self, ids, now=None):

@@ -1,7 +1,8 @@
 """A mail record as the API, the dashboard and the CLI show it: one conversion.
 
 A record is the hash `<prefix>:m:<id>` (fields written by compose.Mail.record_fields
-and the scripts) plus its attempt log and its body key (the message, body.py). Values
+and the scripts) plus its attempts (a string of JSON lines, or the list of a record
+written before it) and its body key (the message, body.py). Values
 are UTF-8; they are decoded with 'replace' everywhere, so one odd byte never turns a
 page into an error.
 """
@@ -62,16 +63,19 @@ class MailRecord:
 
     @classmethod
     def from_redis(cls, record, log, body, with_raw=False):
-        """From HGETALL, LRANGE and the body key's value (GET with_raw, else EXISTS);
-        None when the record does not exist. A record written before the body had its
-        own key holds it as `raw`."""
+        """From HGETALL, the attempt entries (JSON, Store.get reads both forms) and the
+        body key's value (GET with_raw, else EXISTS); None when the record does not
+        exist. A record written before the body had its own key holds it as `raw`."""
         if not record:
             return None
         inline = record.pop(b'raw', None)
         fields = {decode(k): decode(v) for k, v in record.items()}
         kept = bool(body) or inline is not None
         raw = (unpack(body) if body else inline or b'') if with_raw else b''
-        return cls(fields, [json.loads(entry) for entry in log], raw, kept)
+        # oldest first, also when a list of an older release was added to after the
+        # attempts string began (a rolling upgrade)
+        attempts = sorted((json.loads(entry) for entry in log), key=lambda a: a.get('at') or 0)
+        return cls(fields, attempts, raw, kept)
 
     @property
     def status(self):

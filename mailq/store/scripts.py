@@ -13,6 +13,9 @@ from redis.exceptions import DataError, NoScriptError
 WAKE_LEN = 100
 # Per-day counters (processed, failed per day) outlive the longest history chart.
 DAY_STAT_TTL = 200 * 86400
+# Fields a first-level search index bucket takes before new values go to the second level
+# (store/search.py); well under Redis's hash-max-listpack-entries (512 by default).
+INDEX_SPILL = 256
 
 # Called on a pooled connection directly (DirectScript): the API's one Redis call a mail,
 # and the worker's calls of each delivery (about 25 us of client CPU less a call).
@@ -20,13 +23,14 @@ DIRECT = ('accept', 'fetch', 'claim', 'finish')
 NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
          'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
          'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
-         'hook_done', 'suppress', 'limit_cut', 'limit_slots')
+         'hook_done', 'suppress', 'limit_cut', 'limit_slots', 'index_drop')
 
 
 def source(name):
     """The full text of a script as Redis runs it: constants, lib.lua, the script."""
     folder = resources.files(__package__).joinpath('scripts')
-    header = f'local WAKE_LEN = {WAKE_LEN}\nlocal DAY_STAT_TTL = {DAY_STAT_TTL}\n'
+    header = (f'local WAKE_LEN = {WAKE_LEN}\nlocal DAY_STAT_TTL = {DAY_STAT_TTL}\n'
+              f'local INDEX_SPILL = {INDEX_SPILL}\n')
     return header + folder.joinpath('lib.lua').read_text() + '\n' + \
         folder.joinpath(f'{name}.lua').read_text()
 

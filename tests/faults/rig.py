@@ -151,8 +151,11 @@ class Rig:
         return open_, lists
 
     def history(self, mail_id):
-        """The attempt log of one mail, oldest first."""
-        return [json.loads(e) for e in self.client.lrange(f'{PREFIX}m:{mail_id}:log', 0, -1)]
+        """The attempts of one mail, oldest first (a list of records written before the
+        attempts string)."""
+        entries = self.client.lrange(f'{PREFIX}m:{mail_id}:log', 0, -1)
+        entries += (self.client.get(f'{PREFIX}m:{mail_id}:attempts') or b'').splitlines()
+        return [json.loads(e) for e in entries]
 
     def field(self, mail_id, name):
         value = self.client.hget(f'{PREFIX}m:{mail_id}', name)

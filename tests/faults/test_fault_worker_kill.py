@@ -1,5 +1,4 @@
 """Fault 1: a worker is killed with SIGKILL mid-delivery; no mail may be lost."""
-import json
 import random
 import time
 
@@ -60,7 +59,7 @@ def test_in_flight_mails_of_a_dead_worker_move_to_the_live_one(make_rig, smtp):
     wait_until(lambda: rig.all_sent(message_ids), 60, 'every mail delivered and recorded')
     recover = time.monotonic() - killed_at
     for mail_id in stranded:
-        last = json.loads(rig.client.lindex(f'{PREFIX}m:{mail_id}:log', -1))
+        last = rig.history(mail_id)[-1]
         assert last['outcome'] == 'sent' and last['worker'] == survivor_id
     assert rig.client.zscore(PREFIX + 'workers', doomed_id) is None
     assert not rig.client.exists(PREFIX + 'inflight:' + doomed_id)

@@ -8,10 +8,11 @@
 -- Its search index entries (store/search.py) are written here too, with the record.
 -- KEYS: record, idempotency key ('' for none), queue list or schedule zset, wake list,
 --       suppression hash, events channel (pub/sub, for the live pages), body, then the
---       event stream of each webhook endpoint, then the mail's search index zsets
+--       event stream of each webhook endpoint, then of each search index value its zset
+--       and its two buckets (index_add in lib.lua)
 -- ARGV: mail id, idempotency ttl, 'queue'|'schedule', score, task, now, seconds to
 --       keep a suppressed mail, the body (body.py), n endpoints, their subscriptions (n),
---       field/value pairs...
+--       m index values, their bucket fields (m), field/value pairs...
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
@@ -20,7 +21,8 @@ if KEYS[2] ~= '' then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 end
 local n = tonumber(ARGV[9])
-local first = 10 + n
+local m = tonumber(ARGV[10 + n])
+local first = 11 + n + m
 local suppressed, all = {}, false
 if redis.call('EXISTS', KEYS[5]) == 1 then
   for i = first, #ARGV, 2 do
@@ -40,8 +42,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, first))
 redis.call('SET', KEYS[7], ARGV[8])
-for i = 8 + n, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[6], ARGV[1])
+for i = 0, m - 1 do
+  local k = 8 + n + 3 * i
+  index_add(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[11 + n + i], ARGV[1], ARGV[6])
 end
 local status = all and 'suppressed' or (ARGV[3] == 'queue' and 'queued' or 'scheduled')
 redis.call('PUBLISH', KEYS[6], cjson.encode({type = 'mail', id = ARGV[1], status = status,

@@ -3,26 +3,28 @@
 -- in the expected state (and queue) are erased, never one being sent. Returns the ids
 -- erased.
 -- KEYS: schedule, retry, dead, outbox, held set, events channel (the live pages), then
---       of each mail: record, attempt log, body, queue, its search index zsets
+--       of each mail: record, attempt log, attempts, body, queue, its search index keys (three a
+--       value: unindex in lib.lua)
 -- ARGV: expected status, then of each mail: id, queue name (as read), number of its
---       index zsets
-local erased, k = {}, 7
-for i = 2, #ARGV, 3 do
-  local id, queue_name, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local record, log, body, queue = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+--       index values, their bucket fields
+local erased, k, a = {}, 7, 2
+while a <= #ARGV do
+  local id, queue_name, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local record, log, attempts = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local body, queue = KEYS[k + 3], KEYS[k + 4]
   local f = redis.call('HMGET', record, 'status', 'task', 'queue')
   if not f[1] then
     -- leftovers of a record that expired or was trimmed
     redis.call('ZREM', KEYS[3], id)
     redis.call('ZREM', KEYS[4], id)
-    unindex(id, k + 4, count)
+    unindex(id, k + 5, a + 3, count)
   elseif f[1] == ARGV[1] and f[1] ~= 'sending' and f[3] == queue_name then
     take_off(f[1], f[2], id, queue, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-    redis.call('DEL', record, log, body)
-    unindex(id, k + 4, count)
+    redis.call('DEL', record, log, attempts, body)
+    unindex(id, k + 5, a + 3, count)
     publish_mail(KEYS[6], id, 'deleted', queue_name)
     table.insert(erased, id)
   end
-  k = k + 4 + count
+  k, a = k + 5 + 3 * count, a + 3 + count
 end
 return erased

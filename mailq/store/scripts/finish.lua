@@ -6,7 +6,7 @@
 --       processed today, failed today, outcome set (retry / dead / outbox zset, or ''),
 --       deliveries hash (metrics), duration histogram hash (metrics), suppression hash,
 --       suppression order zset, the events channel (pub/sub), today's outcomes hash,
---       the body, then the event stream of each webhook endpoint, the
+--       the body, the attempts string, then the event stream of each webhook endpoint, the
 --       limiters' slots zsets (the relay's session slots first, with max connections;
 --       then, for each group with a concurrency, the slots zset the mail leaves and its
 --       waiting zset, and the held set last), the paused set and
@@ -34,15 +34,16 @@ local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[2])
   local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
-  if current[1] ~= ARGV[1] then
-    return 0
-  end
-  -- The same outcome again (its first reply was lost to a Redis outage): already recorded.
+  -- The same outcome again (its first reply was lost to a Redis outage): already recorded
+  -- (and a sent mail's task is gone by then).
   if current[2] == ARGV[4] then
     return 1
   end
+  if current[1] ~= ARGV[1] then
+    return 0
+  end
   if ARGV[3] == 'held' then
-    redis.call('RPUSH', KEYS[2], ARGV[5])
+    log_attempt(KEYS[2], KEYS[17], ARGV[5])
     redis.call('HINCRBY', KEYS[1], 'attempts', -1)
     redis.call('HSET', KEYS[1], 'status', 'held', 'last_error', ARGV[6], 'finished_at', ARGV[4],
                'next_at', ARGV[7])
@@ -55,7 +56,7 @@ local function record()
   redis.call('HINCRBY', KEYS[10], ARGV[11], 1)
   redis.call('HINCRBY', KEYS[11], ARGV[12], 1)
   redis.call('HINCRBYFLOAT', KEYS[11], 'sum', ARGV[13])
-  redis.call('RPUSH', KEYS[2], ARGV[5])
+  log_attempt(KEYS[2], KEYS[17], ARGV[5])
   redis.call('INCR', KEYS[5])
   redis.call('INCR', KEYS[7])
   redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
@@ -73,8 +74,13 @@ local function record()
     redis.call('INCR', KEYS[8])
     redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
   end
-  redis.call('HSET', KEYS[1], 'status', outcome, 'last_error', ARGV[6], 'finished_at', ARGV[4])
-  redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+  redis.call('HSET', KEYS[1], 'status', outcome, 'finished_at', ARGV[4])
+  if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_error', ARGV[6])
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at')
+  else
+    redis.call('HDEL', KEYS[1], 'worker', 'started_at', 'last_error')
+  end
   if ARGV[14] ~= '' then
     redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
   end
@@ -93,11 +99,14 @@ local function record()
     redis.call('HSET', KEYS[1], 'suppressed', cjson.encode(listed))
   end
   if outcome == 'sent' or outcome == 'suppressed' then
+    -- final: no task of it can be claimed again, and the field is 50 bytes of 400
+    redis.call('HDEL', KEYS[1], 'task')
     if outcome == 'sent' then redis.call('HSET', KEYS[1], 'sent_at', ARGV[4]) end
     if tonumber(ARGV[9]) > 0 then
       redis.call('EXPIRE', KEYS[1], ARGV[9])
       redis.call('EXPIRE', KEYS[2], ARGV[9])
       redis.call('EXPIRE', KEYS[16], ARGV[9])
+      redis.call('EXPIRE', KEYS[17], ARGV[9])
     end
     if outcome == 'sent' and tonumber(ARGV[23]) > 0 then
       redis.call('PEXPIRE', KEYS[16], ARGV[23])
@@ -118,7 +127,7 @@ local function record()
       etype = 'mail.partly_sent'
     end
     emit(etype, KEYS[1], ARGV[4], {'recipients', ARGV[16], 'code', ARGV[17], 'reply', ARGV[18]},
-         16, 24, n)
+         17, 24, n)
   end
   -- For the live pages; with nobody subscribed a PUBLISH costs next to nothing.
   redis.call('PUBLISH', KEYS[14], cjson.encode({type = 'mail', id = ARGV[10], status = outcome,
@@ -129,14 +138,14 @@ end
 local recorded = record()
 local nslots, max_conn = tonumber(ARGV[25 + n]), tonumber(ARGV[26 + n])
 for i = (max_conn > 0 and 2 or 1), nslots - 1, 2 do
-  if redis.call('ZREM', KEYS[16 + n + i], ARGV[10]) == 1 then
-    wake_waiter(KEYS[17 + n + i], KEYS[16 + n + nslots], ARGV[4])
+  if redis.call('ZREM', KEYS[17 + n + i], ARGV[10]) == 1 then
+    wake_waiter(KEYS[18 + n + i], KEYS[17 + n + nslots], ARGV[4])
   end
 end
 local next_task = false
-if session_slot(KEYS[17 + n], ARGV[27 + n], max_conn, tonumber(ARGV[4]),
+if session_slot(KEYS[18 + n], ARGV[27 + n], max_conn, tonumber(ARGV[4]),
                 tonumber(ARGV[28 + n])) then
-  next_task = fetch_task(KEYS[3], KEYS[17 + n + nslots], 18 + n + nslots, 29 + n)
+  next_task = fetch_task(KEYS[3], KEYS[18 + n + nslots], 19 + n + nslots, 29 + n)
 end
 if next_task then
   return {recorded, next_task[1], next_task[2]}

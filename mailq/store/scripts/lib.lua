@@ -13,23 +13,70 @@ local function push_task(queue, wake, task, first)
   redis.call('LTRIM', wake, 0, WAKE_LEN - 1)
 end
 
--- Take a mail's task (or id) off the container its status says it is in.
-local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
-  if status == 'queued' then
-    redis.call('LREM', queue, 1, task)
-  elseif status == 'held' then
-    redis.call('ZREM', held, task)
+-- Note a delivery attempt (JSON): at the end of the mail's attempt log list if it has
+-- one (written before the attempts key), else as a line of its attempts string.
+local function log_attempt(log, attempts, entry)
+  if redis.call('EXISTS', log) == 1 then
+    redis.call('RPUSH', log, entry)
+  else
+    redis.call('APPEND', attempts, entry .. '\n')
   end
-  redis.call('ZREM', schedule, task)
-  redis.call('ZREM', retry, task)
+end
+
+-- Take a mail's task (or id) off the container its status says it is in. A sent mail
+-- has no task any more (finish.lua): only its id can be in a set.
+local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
+  if task then
+    if status == 'queued' then
+      redis.call('LREM', queue, 1, task)
+    elseif status == 'held' then
+      redis.call('ZREM', held, task)
+    end
+    redis.call('ZREM', schedule, task)
+    redis.call('ZREM', retry, task)
+  end
   redis.call('ZREM', dead, id)
   redis.call('ZREM', outbox, id)
 end
 
--- A mail leaves its search indexes (store/search.py): KEYS[first .. first + count - 1].
-local function unindex(id, first, count)
-  for i = first, first + count - 1 do
-    redis.call('ZREM', KEYS[i], id)
+-- Search indexes (store/search.py). A value's mails are in its zset; while it has one
+-- mail, that one is instead a field of a bucket hash, first or second level: the value's
+-- digest -> 'id score'. Each value comes as three KEYS (zset, buckets) and a field.
+local function index_add(zset, b0, b1, field, id, score)
+  if redis.call('EXISTS', zset) == 0 then
+    local bucket, entry = b0, redis.call('HGET', b0, field)
+    if not entry then bucket, entry = b1, redis.call('HGET', b1, field) end
+    if not entry then
+      if redis.call('HLEN', b0) < INDEX_SPILL then bucket = b0 end
+      redis.call('HSET', bucket, field, id .. ' ' .. score)
+      return
+    end
+    local other, at = string.match(entry, '^(%S+) (%S+)$')
+    if other == id then return end
+    -- a second mail: both go to the value's zset
+    redis.call('HDEL', bucket, field)
+    redis.call('ZADD', zset, at, other)
+  end
+  redis.call('ZADD', zset, score, id)
+end
+
+-- The field of `bucket` goes if it still names mail `id`. Returns 1 if it went.
+local function unbucket(bucket, field, id)
+  local entry = redis.call('HGET', bucket, field)
+  if entry and string.sub(entry, 1, #id + 1) == id .. ' ' then
+    return redis.call('HDEL', bucket, field)
+  end
+  return 0
+end
+
+-- A mail leaves its search indexes: `count` values, their KEYS from `k` (three each),
+-- their fields ARGV[a ..].
+local function unindex(id, k, a, count)
+  for i = 0, count - 1 do
+    local z = k + 3 * i
+    redis.call('ZREM', KEYS[z], id)
+    unbucket(KEYS[z + 1], ARGV[a + i], id)
+    unbucket(KEYS[z + 2], ARGV[a + i], id)
   end
 end
 
