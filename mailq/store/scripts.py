@@ -6,8 +6,12 @@ into the header of every script.
 """
 from importlib import resources
 
-import hiredis
 from redis.exceptions import DataError, NoScriptError
+
+try:
+    from hiredis import pack_command
+except ImportError:     # dist/mailq.pyz carries no compiled extension: redis-py packs
+    pack_command = None
 
 # Wake tokens kept per queue: enough for every idle thread to wake, never a growing list.
 WAKE_LEN = 100
@@ -102,7 +106,10 @@ class DirectScript:
         self.registered.sha = conn.read_response().decode()
 
     def _evalsha(self, conn, keys, args):
-        conn.send_packed_command([pack('EVALSHA', self.sha, len(keys), *keys, *args)])
+        if pack_command is None:
+            conn.send_command('EVALSHA', self.sha, len(keys), *keys, *args)
+        else:
+            conn.send_packed_command([pack('EVALSHA', self.sha, len(keys), *keys, *args)])
         return conn.read_response()
 
     def _evalsha_all(self, calls):
@@ -116,6 +123,6 @@ def pack(*args):
     """The command in Redis's protocol, packed by hiredis directly: redis-py's packer
     walks the arguments in Python first (about 8 us for a finish call's 50)."""
     try:
-        return hiredis.pack_command(args)
+        return pack_command(args)
     except TypeError as exc:
         raise DataError(exc) from exc
