@@ -39,7 +39,7 @@ def smtp(env, rt, count, sessions):
                                '-t', 'to@example.com', f'127.0.0.1:{env.sink.port}'],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        first, last = env.sink.wait_for(start, count, timeout=600)
+        first, last = env.sink.wait_for(start, count, timeout=600, sender=source)
     finally:
         source.wait(60)
     return {'mails': count, 'sessions': sessions, 'seconds': round(last - first, 3),

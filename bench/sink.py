@@ -8,6 +8,7 @@ baseline alike.
 import os
 import pty
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -36,7 +37,21 @@ class SMTPSink:
         os.close(slave)
         self.master = master
         threading.Thread(target=self._read, name='sink-reader', daemon=True).start()
+        self._wait_listening()
         return self
+
+    def _wait_listening(self, timeout=15):
+        """A client started right after (smtp-source, which gives up on a refused
+        connection) must find the port open."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f'smtp-sink is not listening on {self.port}')
+                time.sleep(0.05)
 
     def _read(self):
         buffer = b''
@@ -61,8 +76,9 @@ class SMTPSink:
         """The count now; pass it to `wait_for` as the start of a run."""
         return self.count
 
-    def wait_for(self, start, n, timeout):
-        """Wait until n more mails than `start` were accepted.
+    def wait_for(self, start, n, timeout, sender=None):
+        """Wait until n more mails than `start` were accepted; with `sender` (a Popen),
+        stop waiting if it exits with a failure.
         Returns (first accept, last accept) times, or raises TimeoutError."""
         deadline = time.monotonic() + timeout
         with self.changed:
@@ -71,6 +87,9 @@ class SMTPSink:
                 if left <= 0:
                     raise TimeoutError(f'sink got {self.count - start} of {n} mails '
                                        f'in {timeout:.0f}s')
+                if sender is not None and sender.poll():
+                    raise RuntimeError(f'{sender.args[0]} exited with {sender.returncode} '
+                                       f'after {self.count - start} of {n} mails')
                 self.changed.wait(min(left, 1.0))
             stamps = list(self.stamps)
         first = next(t for t, c in stamps if c > start)
