@@ -78,18 +78,21 @@ class SMTPSink:
 
     def wait_for(self, start, n, timeout, sender=None):
         """Wait until n more mails than `start` were accepted; with `sender` (a Popen),
-        stop waiting if it exits with a failure.
+        stop waiting once it has exited and the count stood still for 5 s after.
         Returns (first accept, last accept) times, or raises TimeoutError."""
-        deadline = time.monotonic() + timeout
+        deadline, still = time.monotonic() + timeout, None
         with self.changed:
             while self.count < start + n:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f'sink got {self.count - start} of {n} mails '
                                        f'in {timeout:.0f}s')
-                if sender is not None and sender.poll():
-                    raise RuntimeError(f'{sender.args[0]} exited with {sender.returncode} '
-                                       f'after {self.count - start} of {n} mails')
+                if sender is not None and sender.poll() is not None:
+                    if still is None or still[0] != self.count:
+                        still = (self.count, time.monotonic())
+                    elif time.monotonic() - still[1] > 5:
+                        raise TimeoutError(f'{sender.args[0]} exited ({sender.returncode}) '
+                                           f'with {self.count - start} of {n} mails at the sink')
                 self.changed.wait(min(left, 1.0))
             stamps = list(self.stamps)
         first = next(t for t, c in stamps if c > start)
