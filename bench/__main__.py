@@ -1,6 +1,6 @@
 """`python -m bench [--quick]`: run every measurement, print one table, write
 bench/results.json. Full: about 10 to 15 minutes on 2 cores (the search row stores a
-million mails); --quick: under 60 s on a quiet box."""
+million mails); --quick: about 2 minutes."""
 import argparse
 import json
 import platform
@@ -148,7 +148,7 @@ START = time.monotonic()
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m bench', description=__doc__)
-    parser.add_argument('--quick', action='store_true', help='small sizes, under 60 s')
+    parser.add_argument('--quick', action='store_true', help="small sizes, about 2 minutes")
     args = parser.parse_args(argv)
     results = run(QUICK if args.quick else FULL)
     results['mode'] = 'quick' if args.quick else 'full'
