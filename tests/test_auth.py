@@ -74,7 +74,7 @@ def test_comparisons_are_constant_time():
     """Code review made executable: credentials are compared with hmac.compare_digest."""
     import inspect
     from mailq.web import auth
-    source = inspect.getsource(auth.check_auth)
+    source = inspect.getsource(auth.auth_state)     # check_auth and hot.py both call it
     assert source.count('hmac.compare_digest') >= 3
     assert not re.search(r'(==|!=)\s*web\.(username|password|api_token)|'
                          r'web\.(username|password|api_token)\s*(==|!=)', source)

@@ -107,3 +107,108 @@ def test_one_table_of_history_ranges():
     from mailq import admin
     from mailq.web import params
     assert params.HISTORY_DAYS is admin.HISTORY_DAYS
+
+
+def both_paths(rt, body, **headers):
+    """The same request through the hot route (hot.py) and through Bottle alone:
+    [(status, headers, JSON body)] of each."""
+    application = web_app.create_app(rt)
+    answers = []
+    for served in (application, application.wsgi):     # wsgi(): Bottle's own entry
+        status, hdrs, text = wsgi(served, 'POST', '/api/mails', body, **headers)
+        answers.append((status, hdrs, json.loads(text)))
+    return answers
+
+
+def mail_body(**fields):
+    return json.dumps({'to': 'a@example.com', 'subject': 's', 'text': 't', **fields}).encode()
+
+
+JSON = {'content_type': 'application/json'}
+
+
+@pytest.mark.parametrize('body, headers', [
+    (mail_body(), JSON),
+    (mail_body(), {}),                                            # no Content-Type
+    (mail_body(), {'content_type': 'application/merge-patch+json; charset=utf-8'}),
+    (mail_body(to='not an address'), JSON),                       # 422 naming the field
+    (mail_body(queue='nope'), JSON),
+    (b'{"to": ', JSON),                                           # malformed: Bottle's 400
+    (b'\xff\xfe', JSON),
+    (b'[' * 100000, JSON),
+    (b'x' * (10 * 1024 * 1024 + 1), JSON),                        # over the limit: 413
+    (mail_body(), {'content_type': 'text/plain'}),                # 415
+    (mail_body(), {**JSON, 'host': 'evil.example'}),              # DNS rebinding: 400
+    (mail_body(), {**JSON, 'cookie': 'mailq_session=' + 'x' * 40}),   # CSRF: 403
+    (mail_body(), {**JSON, 'origin': 'https://evil.example'}),    # cross-site: 403
+    (mail_body(), {**JSON, 'sec_fetch_site': 'cross-site'}),
+])
+def test_the_hot_route_answers_as_bottle_does(rt, body, headers):
+    """POST /api/mails skips Bottle when every check would pass; either way the status,
+    the headers (security headers included) and the shape of the answer are the same."""
+    (status, hot_headers, hot), (bottle_status, bottle_headers, plain) = both_paths(
+        rt, body, **headers)
+    assert (status, hot_headers.keys()) == (bottle_status, bottle_headers.keys())
+    assert {k: v for k, v in hot_headers.items() if k != 'Content-Length'} == \
+        {k: v for k, v in bottle_headers.items() if k != 'Content-Length'}
+    if status == 202:
+        assert hot.keys() == plain.keys() and hot['status'] == plain['status'] == 'queued'
+    else:
+        assert hot == plain
+
+
+def test_the_hot_route_reads_the_idempotency_key_header(rt):
+    body = mail_body()
+    (_, _, first), (_, _, again) = both_paths(rt, body, **JSON, idempotency_key='k1')
+    (_, _, third), _ = both_paths(rt, body, **JSON, idempotency_key='k1')
+    assert again == third
+    assert again['id'] == third['id'] == first['id'] and third['duplicate'] is True
+    (status, _, conflict), (plain_status, _, plain) = both_paths(
+        rt, mail_body(subject='other'), **JSON, idempotency_key='k1')
+    assert status == plain_status == 409 and conflict == plain
+
+
+def test_the_hot_route_needs_the_login_when_one_is_set(tmp_ini, redis_url):
+    rt = Runtime(load(str(tmp_ini(redis={'url': redis_url},
+                                  web={'api_token': 't' * 32}))))
+    (status, headers, body), (plain_status, _, plain) = both_paths(rt, mail_body(), **JSON)
+    assert status == plain_status == 401 and body == plain
+    assert headers['Www-Authenticate'].startswith('Basic')     # Bottle's spelling
+    (status, _, body), _ = both_paths(rt, mail_body(), **JSON,
+                                      authorization='Bearer ' + 't' * 32)
+    assert status == 202 and body['status'] == 'queued'
+
+
+def test_a_bug_behind_the_hot_route_is_a_logged_json_500(rt, monkeypatch, caplog):
+    from mailq import service
+
+    def broken(*args, **kwargs):
+        raise KeyError('a bug')
+    monkeypatch.setattr(service, 'send', broken)
+    (status, headers, body), (plain_status, plain_headers, plain) = both_paths(
+        rt, mail_body(), **JSON)
+    assert status == plain_status == 500 and body == plain == {'error': 'internal error',
+                                                                 'details': {}}
+    assert headers['Content-Type'] == plain_headers['Content-Type'] == 'application/json'
+    assert caplog.text.count('unhandled error in POST /api/mails') == 2
+
+
+def test_the_hot_route_takes_only_what_every_check_lets_through(rt):
+    hot = web_app.create_app(rt).hot
+
+    def environ(body=mail_body(), **headers):
+        env = {'REQUEST_METHOD': 'POST', 'PATH_INFO': '/api/mails',
+               'wsgi.input': io.BytesIO(body), 'CONTENT_LENGTH': str(len(body)),
+               'CONTENT_TYPE': 'application/json', 'HTTP_HOST': '127.0.0.1:8080'}
+        env.update(headers)
+        return env
+    assert hot(environ())[0] == '202 Accepted'
+    assert hot(environ(mail_body(to='x')))[0] == '422 Unprocessable Entity'
+    for refused in ({'HTTP_COOKIE': 'a=b'}, {'HTTP_ORIGIN': 'http://127.0.0.1:8080'},
+                    {'HTTP_SEC_FETCH_SITE': 'same-origin'}, {'HTTP_HOST': 'evil.example'},
+                    {'CONTENT_TYPE': 'text/plain'}, {'CONTENT_LENGTH': ''},
+                    {'HTTP_TRANSFER_ENCODING': 'chunked'}, {'REQUEST_METHOD': 'PUT'},
+                    {'PATH_INFO': '/api/mails/batch'}):
+        assert hot(environ(**refused)) is None, refused
+    malformed = environ(b'{"to":')
+    assert hot(malformed) is None and malformed['wsgi.input'].read() == b'{"to":'

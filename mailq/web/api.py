@@ -27,12 +27,16 @@ def _check_media_type(request):
     """415 unless the body says it is JSON (or says nothing): a form post or text/plain
     is not JSON, and is what a cross-site page can send without asking first."""
     given = request.get_header('Content-Type')
-    if given is None:
-        return
-    media_type = given.split(';')[0].strip().lower()
-    if media_type not in JSON_TYPES and not media_type.endswith('+json'):
+    if given is not None and not is_json_type(given):
+        media_type = given.split(';')[0].strip().lower()
         raise error_response(415, f'Content-Type must be application/json, not '
                                   f'{media_type[:100]!r}', {'header': 'Content-Type'})
+
+
+def is_json_type(content_type):
+    """True for application/json and any +json type, parameters aside."""
+    media_type = content_type.split(';')[0].strip().lower()
+    return media_type in JSON_TYPES or media_type.endswith('+json')
 
 
 def read_json(limit):

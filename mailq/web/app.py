@@ -22,6 +22,7 @@ from ..redisconn import is_outage, outage_text, persistence_warning
 from . import (admin_api, api, cron_api, dashboard, events, metrics_route, openapi, security,
                webhooks_api)
 from .auth import require_auth
+from .hot import HotRoute
 from .responses import error_response
 
 log = logging.getLogger('mailq.web')
@@ -29,12 +30,29 @@ ROUTES = (api, openapi, metrics_route, cron_api, admin_api, events, dashboard, w
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 500, 503)
 
 
+class App(bottle.Bottle):
+    """Bottle, with POST /api/mails answered by hot.py whenever it can (every request
+    it does not answer is Bottle's, as before)."""
+
+    hot = None
+
+    def __call__(self, environ, start_response):
+        answer = self.hot(environ) if self.hot is not None else None
+        if answer is None:
+            return self.wsgi(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        return [body]
+
+
 def create_app(rt, listen_host=None):
     """The whole web app on one Bottle: JSON API, admin API, cron, metrics, OpenAPI,
     dashboard. `listen_host` (--host) is accepted in Host like [web] host."""
-    app = bottle.Bottle(catchall=True)
+    app = App(catchall=True)
     app.config['json.enable'] = False
-    install_checks(app, rt, security.allowed_hosts(rt.config.web, listen_host))
+    hosts = security.allowed_hosts(rt.config.web, listen_host)
+    install_checks(app, rt, hosts)
+    app.hot = HotRoute(rt, hosts)
     app.install(log_unexpected)
     for routes in ROUTES:
         routes.install(app, rt)

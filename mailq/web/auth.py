@@ -18,7 +18,11 @@ MESSAGES = {MISSING: 'authentication required',
 
 def check_auth(web, request=None):
     """MISSING (no Authorization header), OK, or WRONG (anything else)."""
-    header = (request or bottle.request).get_header('Authorization')
+    return auth_state(web, (request or bottle.request).get_header('Authorization'))
+
+
+def auth_state(web, header):
+    """check_auth of an Authorization header's value (None when absent)."""
     if not header:
         return MISSING
     scheme, _, value = header.partition(' ')
