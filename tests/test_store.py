@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from mailq import admin, service
+from mailq.compose import compose
 from mailq.config import load
 from mailq.runtime import Runtime
 from mailq.store import scripts as store_scripts
@@ -83,6 +84,10 @@ class _noting:
         self.seen.add(self.name)
         return self.script.run_each(calls)
 
+    def run_all(self, calls):
+        self.seen.add(self.name)
+        return self.script.run_all(calls)
+
 
 def send(rt, **extra):
     return service.send(rt, {'to': 'ann@example.com', 'subject': 's', 'text': 't', **extra})['id']
@@ -113,6 +118,31 @@ def test_accept_each_checks_its_keys_and_runs_each_once_after_a_script_flush(
     first, second = rt.store.accept_each(again)
     assert first.new and not second.new and second.id == first.id
     assert rt.store.queue('mailers').size() == 4
+
+
+def test_a_batch_is_one_transaction_that_survives_a_script_flush_and_errors(
+        checked_rt, redis_client):
+    """accept_all without idempotency keys: one MULTI/EXEC packed by hiredis (run_all),
+    the checked accept.lua by its sha, after SCRIPT FLUSH too; an error reply raises,
+    whether the command was refused when queued (EXEC aborts: nothing ran) or failed
+    in EXEC, and the pooled connection is left clean for the next call."""
+    rt = checked_rt
+    mails = [compose({'to': f'r{n}@example.com', 'subject': 's', 'text': 't'},
+                     config=rt.config, templates=rt.templates) for n in range(3)]
+    items = [(m, rt.new_task(m.id, m.queue), '') for m in mails]
+    redis_client.script_flush()
+    assert [(r.id, r.new) for r in rt.store.accept_all(items)] == [(m.id, True) for m in mails]
+    assert rt.store.queue('mailers').size() == 3
+    direct = rt.store.scripts.accept.script        # the DirectScript inside _noting
+    if store_scripts.pack_command is not None:
+        packed = [store_scripts.pack('MULTI'), store_scripts.pack('SET', 'mailq:x', '1'),
+                  store_scripts.pack('NO-SUCH-COMMAND'), store_scripts.pack('EXEC')]
+        with pytest.raises(redis.ResponseError, match='unknown command'):
+            direct._on_connection(lambda conn: store_scripts._transaction(conn, packed))
+        assert not redis_client.exists('mailq:x')
+    with pytest.raises(redis.ResponseError):
+        direct.run_all([([], [])])                      # accept.lua fails without KEYS
+    assert send(rt) and rt.store.queue('mailers').size() == 4
 
 
 def test_the_checker_catches_a_key_that_is_not_in_keys(redis_client):

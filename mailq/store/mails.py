@@ -172,6 +172,9 @@ class Store:
         the keys are WATCHed, so one written meanwhile makes the check run again."""
         idem = [self.keys.idempotency(m.idempotency_key) for m, _, _ in items
                 if m.idempotency_key]
+        if not idem:        # nothing to WATCH: one MULTI/EXEC packed by hiredis
+            calls = [self._accept_call(*item) for item in items]
+            return [accepted(reply) for reply in self.scripts.accept.run_all(calls)]
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
