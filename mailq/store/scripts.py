@@ -140,7 +140,7 @@ def _transaction(conn, packed):
     """Send SCRIPT LOAD, MULTI, the commands and EXEC; read every reply (an error one
     too, or the connection would be left mid-answer); EXEC's replies, or raise the first
     error: a command refused when queued (then EXEC aborts) or one that failed in it."""
-    conn.send_packed_command(packed)
+    conn.send_packed_command([b''.join(packed)])     # one send, not one per command
     refused = []
     for _ in range(len(packed) - 1):
         try:
