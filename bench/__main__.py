@@ -14,7 +14,7 @@ from mailq.runtime import Runtime
 from . import (ceilings, delivery, enqueue, latency, mails, memory, reads, search, submission,
                webhooks)
 from .env import BenchEnv
-from .report import table
+from .report import exit_status, table
 
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
         'huey_calls': 20000, 'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
@@ -158,10 +158,7 @@ def main(argv=None):
     problems = [p for k in ('deliver_thread', 'deliver_rate', 'deliver_slow_group',
                             'deliver_process', 'deliver_two', 'deliver_webhooks', 'enqueue_smtp')
                 for p in results[k]['problems']]
-    if problems:
-        print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(problems)
 
 
 if __name__ == '__main__':

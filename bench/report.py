@@ -1,4 +1,5 @@
 """The one results table: each figure, its baseline from the same run, and the target."""
+import sys
 
 
 def table(r):
@@ -55,6 +56,14 @@ def memory_rows(r):
                  f'{sent["after_body_per_mail"]:,} B', '-',
                  _ok(sent['after_body_per_mail'] <= 1024, '<= 1,024 B')))
     return rows
+
+
+def exit_status(problems):
+    """The exit status of a bench run: 1, after saying so, if a record check failed."""
+    if problems:
+        print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _delivery_rows(r):
