@@ -242,6 +242,7 @@ class DispatcherProcess:
         return self
 
     def _fork(self):
+        from .affinity import release
         from .swarm import die_with_parent
         pid = os.fork()
         if pid == 0:
@@ -249,6 +250,7 @@ class DispatcherProcess:
             try:
                 os.setpgid(0, 0)    # a signal to the worker's group reaches it through stop()
                 die_with_parent()
+                release()           # a restart is forked from a worker kept on one core
                 code = run_dispatcher(self.config, self.consumer)
             except BaseException:   # noqa: BLE001 - nothing may return into the worker's code
                 log.exception('webhook dispatcher failed')
