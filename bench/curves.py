@@ -28,6 +28,7 @@ from . import delivery, mails, search
 from .env import REPO, BenchEnv
 from .httpload import post_many
 from .latency import summary
+from .report import exit_status
 
 FULL = {'workers': [1, 5, 25, 100], 'deliver': 5000,
         'sizes': {'2 KB': 5000, '20 KB': 5000, '200 KB': 2000, '2 MB attachment': 200},
@@ -449,11 +450,7 @@ def main(argv=None):
     for path in draw(results, out):
         print(f'wrote {path}')
     print(table(results))
-    found = problems(results)
-    if found:
-        print('RECORD CHECK FAILED: ' + '; '.join(found), file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(problems(results))
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ mailq run is checked afterwards: every mail sent, one attempt logged, nothing
 left in flight.
 """
 import dataclasses
+import os
 import statistics
 import time
 
@@ -154,8 +155,10 @@ def check_records(rt, ids):
     return problems
 
 
-def baseline_run(env, rt, count, timeout=600):
-    """Plain Huey: pickled task with the same bytes, one SMTP connection per mail."""
+def baseline_run(env, rt, count, timeout=600, one_cpu=False):
+    """Plain Huey: pickled task with the same bytes, one SMTP connection per mail. With
+    `one_cpu`, its consumer is kept on one CPU (`taskset`), as mailq's worker keeps
+    itself by default ([worker] cpu_affinity): what that placement alone is worth."""
     from .plain_huey import send_mail    # reads BENCH_REDIS_URL, set by BenchEnv
     env.flush()
     sample = mails.sample_mail(rt)
@@ -163,8 +166,10 @@ def baseline_run(env, rt, count, timeout=600):
         send_mail(sample.sender, sample.recipients, sample.raw)
     start = env.sink.mark()
     redis_cpu = tree_cpu(env.redis.proc.pid)
-    consumer = start_process([PYTHON, '-m', 'huey.bin.huey_consumer', 'bench.plain_huey.huey',
-                              '-w', str(THREADS), '-k', 'thread'], env={'PYTHONPATH': str(REPO)})
+    pin = ['taskset', '-c', str(min(os.sched_getaffinity(0)))] if one_cpu else []
+    consumer = start_process([*pin, PYTHON, '-m', 'huey.bin.huey_consumer',
+                              'bench.plain_huey.huey', '-w', str(THREADS), '-k', 'thread'],
+                             env={'PYTHONPATH': str(REPO)})
     try:
         first, last = env.sink.wait_for(start, count, timeout)
         rss = tree_rss(consumer.pid)

@@ -1,4 +1,5 @@
 """The one results table: each figure, its baseline from the same run, and the target."""
+import sys
 
 
 def table(r):
@@ -57,6 +58,14 @@ def memory_rows(r):
     return rows
 
 
+def exit_status(problems):
+    """The exit status of a bench run: 1, after saying so, if a record check failed."""
+    if problems:
+        print('RECORD CHECK FAILED: ' + '; '.join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _delivery_rows(r):
     """Each delivery figure against plain Huey and as a share of the smtp-source ceiling."""
     ceiling, base = r['ceiling_smtp']['rate'], r['deliver_baseline']['rate']
@@ -71,6 +80,7 @@ def _delivery_rows(r):
         rows.append((label, f'{rate:,.0f} mails/s ({rate / base:.2f}x, {rate / ceiling:.0%} '
                             'of ceiling)', f'{base:,.0f}',
                      _ok(rate >= times * base, f'>= {times}x baseline')))
+    rows += _placement_rows(r, base)
     for key, label, extra, target in (
             ('deliver_rate', '[smtp] rate not binding', '', 0.95),
             ('deliver_slow_group', 'the others, 20 mails for a 2/s group among them', '', 0.8),
@@ -85,6 +95,19 @@ def _delivery_rows(r):
                      f'{pair["without"]:,.0f}', _ok(pair['ratio'] >= target,
                                                     f'>= {target:.0%} of without')))
     return rows
+
+
+def _placement_rows(r, base):
+    """For comparison, no target: what keeping one process on one CPU is worth alone."""
+    if 'deliver_baseline_one_cpu' not in r:
+        return []
+    pinned, kernel = r['deliver_baseline_one_cpu']['rate'], r['deliver_thread_kernel']['rate']
+    thread = r['deliver_thread']['rate']
+    return [('Delivery, plain Huey kept on one CPU (taskset), for comparison',
+             f'{pinned:,.0f} mails/s ({pinned / base:.2f}x; mailq threads {thread / pinned:.2f}x '
+             'it)', f'{base:,.0f}', '-'),
+            ('Delivery, mailq -w 25 threads placed by the kernel (cpu_affinity = none)',
+             f'{kernel:,.0f} mails/s ({kernel / base:.2f}x)', f'{base:,.0f}', '-')]
 
 
 def _enqueue_rows(r):

@@ -216,6 +216,7 @@ class WorkerConfig:
     dead_max_days: int = 180
     keep_sent_days: int = 7
     keep_sent_bodies: float = 24.0
+    cpu_affinity: str = 'auto'
 
     _parse = {
         'concurrency': _int(1, 1000), 'queues': _queue_list, 'default_queue': _str,
@@ -225,6 +226,7 @@ class WorkerConfig:
         'heartbeat_interval': _float(0.1), 'heartbeat_timeout': _float(1),
         'scheduler_interval': _float(0.05), 'dead_max': _int(1), 'dead_max_days': _int(1),
         'keep_sent_days': _int(0), 'keep_sent_bodies': _float(0),
+        'cpu_affinity': _choice('auto', 'none'),
     }
 
     @property

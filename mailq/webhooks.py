@@ -19,7 +19,6 @@ Redirects are not followed. URLs come from the config only.
 """
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ import urllib.parse
 
 import redis
 
+from .httppost import Poster
 from .redisconn import is_outage
 from .store.record import iso
 
@@ -108,55 +108,6 @@ def created_at(entry_id):
     return int(entry_id.split('-', 1)[0]) / 1000.0
 
 
-class Poster:
-    """POSTs to one endpoint over a kept-alive connection; never follows a redirect."""
-
-    def __init__(self, hook):
-        self.hook = hook
-        url = urllib.parse.urlsplit(hook.url)
-        self.https = url.scheme == 'https'
-        self.host, self.port = url.hostname, url.port
-        self.path = (url.path or '/') + (f'?{url.query}' if url.query else '')
-        self.netloc = url.netloc.rpartition('@')[2]
-        self.conn = None
-
-    def post(self, event_id, body):
-        """(status code or 0, error text or '', seconds)."""
-        started = time.monotonic()
-        headers = {'Content-Type': 'application/json', 'User-Agent': 'mailq-webhooks',
-                   'Mailq-Event-Id': event_id, 'Host': self.netloc,
-                   SIGNATURE_HEADER: sign(self.hook.secret, time.time(), body)}
-        for attempt in (1, 2):      # a kept-alive connection the server closed: once more
-            reused = self.conn is not None
-            try:
-                if self.conn is None:
-                    cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-                    self.conn = cls(self.host, self.port, timeout=self.hook.timeout)
-                self.conn.request('POST', self.path, body=body, headers=headers)
-                resp = self.conn.getresponse()
-                resp.read(65536)
-                if resp.will_close:
-                    self.close()
-                error = '' if 200 <= resp.status < 300 else f'HTTP {resp.status} {resp.reason}'
-                return resp.status, error, time.monotonic() - started
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                if reused and attempt == 1 and isinstance(
-                        exc, (http.client.RemoteDisconnected, ConnectionResetError,
-                              BrokenPipeError)):
-                    continue
-                return 0, f'{type(exc).__name__}: {exc}'[:300], time.monotonic() - started
-        return 0, 'connection lost', time.monotonic() - started
-
-    def close(self):
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except OSError:
-                pass
-            self.conn = None
-
-
 class Dispatcher:
     """One thread per [webhook:NAME] endpoint, reading its stream as `consumer`."""
 
@@ -184,7 +135,7 @@ class Dispatcher:
             thread.join(timeout)
 
     def _run(self, hook):
-        poster = Poster(hook)
+        poster = Poster(hook.url, hook.timeout)
         delay = 0.5
         while not self.stopping.is_set():
             try:
@@ -234,7 +185,9 @@ class Dispatcher:
             if self.stopping.is_set() and not results:
                 break
             event_id, body = event_body(entry_id, fields)
-            status, error, seconds = poster.post(event_id, body)
+            status, error, seconds = poster.post(body, {
+                'Mailq-Event-Id': event_id,
+                SIGNATURE_HEADER: sign(hook.secret, time.time(), body)})
             now = time.time()
             if not error:
                 result = 'ok'
@@ -289,6 +242,7 @@ class DispatcherProcess:
         return self
 
     def _fork(self):
+        from .affinity import release
         from .swarm import die_with_parent
         pid = os.fork()
         if pid == 0:
@@ -296,6 +250,7 @@ class DispatcherProcess:
             try:
                 os.setpgid(0, 0)    # a signal to the worker's group reaches it through stop()
                 die_with_parent()
+                release()           # a restart is forked from a worker kept on one core
                 code = run_dispatcher(self.config, self.consumer)
             except BaseException:   # noqa: BLE001 - nothing may return into the worker's code
                 log.exception('webhook dispatcher failed')

@@ -15,6 +15,7 @@ import time
 import redis
 from huey.consumer import Consumer, Scheduler, Worker
 
+from .affinity import Placer
 from .cron.ticker import start_ticker
 from .cron.validate import check_runtime
 from .heartbeat import Heartbeat, reap, worker_identity, worker_info
@@ -153,6 +154,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks
     hooks = DispatcherProcess(config, f'{worker_id}:webhooks') if webhooks else None
     if hooks:
         hooks.start()
+    placer = Placer(cfg.cpu_affinity).start()
     host = socket.gethostname()
     heartbeat = Heartbeat(rt.store, worker_id, worker_info(host, concurrency, queues, worker_type),
                           cfg, on_quiet=rt.huey.storage.quiet.set)
@@ -171,6 +173,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks
     try:
         consumer.run()
     finally:
+        placer.stop()
         if hooks:
             hooks.stop()
         cron.stop()
