@@ -17,10 +17,22 @@ from huey.storage import RedisStorage
 from .store.containers import task_mail_id
 from .store.mails import NO_SLOT
 
+# Seconds between two trims of the tick (the dead set, the outbox, a search index sweep
+# step): a bound and a sweep need no more, and a step reads up to 1,024 records.
+TRIM_EVERY = 1.0
+
+
+_BUSY_FIELDS = {}      # thread ident -> busy field; twice a mail, and getpid is a syscall
+os.register_at_fork(after_in_child=_BUSY_FIELDS.clear)
+
 
 def busy_field():
     """This thread's field in the worker's busy hash."""
-    return f'{os.getpid()}:{threading.get_ident()}'
+    ident = threading.get_ident()
+    field = _BUSY_FIELDS.get(ident)
+    if field is None:
+        field = _BUSY_FIELDS[ident] = f'{os.getpid()}:{ident}'
+    return field
 
 
 def queue_order(queues, rng=random):
@@ -44,6 +56,7 @@ class MailStorage(RedisStorage):
         self.quiet = threading.Event()
         self._local = threading.local()
         self.on_no_slot = lambda: None   # the worker closes this thread's SMTP session
+        self._next_trim = 0.0
 
     # -- queue API used by Huey
 
@@ -120,10 +133,14 @@ class MailStorage(RedisStorage):
         raise RuntimeError('mailq schedules through store.accept (a task needs its record)')
 
     def read_schedule(self, ts):
-        """Move due tasks onto their queues inside Redis and bound the dead set and the
-        outbox; Huey has nothing left to enqueue."""
+        """Move due tasks onto their queues inside Redis (every tick) and, once every
+        TRIM_EVERY seconds, bound the dead set and the outbox and sweep the search
+        indexes; Huey has nothing left to enqueue."""
         self.store.move_due()
-        self.store.trim()
+        now = time.monotonic()
+        if now >= self._next_trim:
+            self._next_trim = now + TRIM_EVERY
+            self.store.trim()
         return []
 
     def schedule_size(self):
