@@ -19,7 +19,7 @@ import random
 import threading
 
 log = logging.getLogger('mailq.worker')
-FIRST = 1.0             # seconds before the first choice: the start-up's own load passes
+FIRST = 0.25            # seconds of /proc/stat the first choice is made on
 INTERVAL = 10.0
 MARGIN = 0.15           # move only to a core this share of a core less busy
 TICKS = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
