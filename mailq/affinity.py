@@ -56,8 +56,9 @@ def own_ticks():
 
 def choose(others, current, seconds):
     """The core to be on: the least busy by others' use in `seconds`, unless the current
-    one is within MARGIN of it. The first choice among near-equals goes by pid, so
-    members of one swarm started together take different cores."""
+    one is within MARGIN of it. A first choice among near-equals goes by pid, so that
+    workers started together are likely to take different cores (a swarm's members
+    take theirs by index: Placer.member)."""
     least = min(others.values())
     if current in others and others[current] - least <= MARGIN * seconds * TICKS:
         return current
@@ -70,10 +71,11 @@ def choose(others, current, seconds):
 class Placer:
     """The thread that keeps this process on its chosen core (start/stop)."""
 
-    def __init__(self, setting):
+    def __init__(self, setting, member=None):
         allowed = os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else set()
         self.allowed = sorted(allowed)
         self.on = setting == 'auto' and len(self.allowed) > 1
+        self.member = member        # a swarm member's index: its first core, one each
         self.cpu = None
         self.stopping = threading.Event()
 
@@ -87,6 +89,8 @@ class Placer:
 
     def _run(self):
         try:
+            if self.member is not None:     # members start together: they would choose alike
+                self._place(self.allowed[self.member % len(self.allowed)])
             before, own, wait = cpu_busy(), own_ticks(), FIRST
             while not self.stopping.wait(wait):
                 after, own_now = cpu_busy(), own_ticks()

@@ -130,9 +130,11 @@ def _flip(cls, down):
     return changed
 
 
-def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks=True):
+def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks=True,
+               member=None):
     """Run a worker until it is stopped by a signal (or a 'stop' command). With
-    `webhooks`, it forks the webhook dispatcher (none without [webhook:NAME])."""
+    `webhooks`, it forks the webhook dispatcher (none without [webhook:NAME]);
+    `member` is its index in a swarm (its first CPU, see affinity.Placer)."""
     cfg = config.worker
     concurrency = concurrency or cfg.concurrency
     queues = queues or list(cfg.queues)
@@ -154,7 +156,7 @@ def run_worker(config, concurrency=None, queues=None, worker_type=None, webhooks
     hooks = DispatcherProcess(config, f'{worker_id}:webhooks') if webhooks else None
     if hooks:
         hooks.start()
-    placer = Placer(cfg.cpu_affinity).start()
+    placer = Placer(cfg.cpu_affinity, member).start()
     host = socket.gethostname()
     heartbeat = Heartbeat(rt.store, worker_id, worker_info(host, concurrency, queues, worker_type),
                           cfg, on_quiet=rt.huey.storage.quiet.set)
@@ -195,7 +197,7 @@ def run_swarm(config, concurrency, queues):
     counts = shares(concurrency, os.cpu_count() or 1)
     log.info('worker swarm: %d processes x %s threads', len(counts),
              '/'.join(map(str, sorted(set(counts), reverse=True))))
-    targets = [lambda i, n=n: run_worker(config, n, queues, 'thread', webhooks=False)
+    targets = [lambda i, n=n: run_worker(config, n, queues, 'thread', webhooks=False, member=i)
                for n in counts]
     if config.webhooks:
         targets.append(lambda i: run_dispatcher(config, f'{worker_identity()}:webhooks'))

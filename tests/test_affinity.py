@@ -10,7 +10,7 @@ import pytest
 
 from mailq.affinity import MARGIN, TICKS, choose
 from support.mailq_app import start_worker
-from support.procs import free_port, stop_process
+from support.procs import children, free_port, stop_process
 
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs 2 CPUs')
 ALL = ','.join(map(str, sorted(os.sched_getaffinity(0))))
@@ -35,14 +35,6 @@ def masks(pid):
     for tid in os.listdir(f'/proc/{pid}/task'):
         with open(f'/proc/{pid}/task/{tid}/status') as fh:
             found |= {line.split()[1] for line in fh if line.startswith('Cpus_allowed_list')}
-    return found
-
-
-def children(pid):
-    found = set()
-    for tid in os.listdir(f'/proc/{pid}/task'):
-        with open(f'/proc/{pid}/task/{tid}/children') as fh:
-            found |= {int(p) for p in fh.read().split()}
     return found
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from support.ini import smtp_section
 from support.mailq_app import WebApp, run_cli, start_worker
-from support.procs import REPO_ROOT, read_log, stop_process
+from support.procs import REPO_ROOT, children, read_log, stop_process
 from support.webhook_receiver import Receiver
 
 SECRET = 'whsec-test-0123456789'
@@ -459,21 +459,12 @@ def test_the_ruby_and_node_signature_checks_of_the_docs(language, hook_ini, rece
     assert verify(SECRET, sign(SECRET, t, body), body)
 
 
-def _children(pid):
-    """The pids of a process's children (Linux /proc)."""
-    found = set()
-    for task in os.listdir(f'/proc/{pid}/task'):
-        with open(f'/proc/{pid}/task/{task}/children') as f:
-            found |= {int(p) for p in f.read().split()}
-    return found
-
-
 def _wait_children(pid, count, timeout=15):
     deadline = time.monotonic() + timeout
-    while len(_children(pid)) != count:
-        assert time.monotonic() < deadline, f'{_children(pid)} children, not {count}'
+    while len(children(pid)) != count:
+        assert time.monotonic() < deadline, f'{children(pid)} children, not {count}'
         time.sleep(0.1)
-    return _children(pid)
+    return children(pid)
 
 
 def test_the_dispatcher_is_a_child_process_restarted_when_killed(hook_ini, receiver, procs):
@@ -487,12 +478,12 @@ def test_the_dispatcher_is_a_child_process_restarted_when_killed(hook_ini, recei
         (first,) = _wait_children(worker.pid, 1)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while _children(worker.pid) in (set(), {first}):
+        while children(worker.pid) in (set(), {first}):
             assert time.monotonic() < deadline, 'the dispatcher was not restarted'
             time.sleep(0.1)
         ids = [send(app, f'c{i}@example.com')['id'] for i in range(5)]
         receiver.wait_for(lambda es: {e['mail']['id'] for e in es} >= set(ids), timeout=30)
-        (second,) = _children(worker.pid)
+        (second,) = children(worker.pid)
         stop_process(worker)
         assert not os.path.exists(f'/proc/{second}') or \
             open(f'/proc/{second}/stat').read().split()[2] == 'Z'
@@ -512,8 +503,8 @@ def test_a_swarm_has_one_dispatcher_and_every_event_arrives(hook_ini, receiver, 
                                    timeout=30)
         assert {e['mail']['id'] for e in events} == set(ids)
         # the swarm's children: one worker per core and one dispatcher, which forks none
-        members = _children(worker.pid)
+        members = children(worker.pid)
         assert len(members) == min(os.cpu_count() or 1, 4) + 1
-        assert sum(len(_children(m)) for m in members) == 0
+        assert sum(len(children(m)) for m in members) == 0
     finally:
         app.close()

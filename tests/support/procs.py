@@ -14,6 +14,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
+def children(pid):
+    """The pids of a process's children (Linux /proc)."""
+    found = set()
+    for task in os.listdir(f'/proc/{pid}/task'):
+        with open(f'/proc/{pid}/task/{task}/children') as f:
+            found |= {int(p) for p in f.read().split()}
+    return found
+
+
 def free_port():
     """Ask the kernel for an unused port (tiny race, good enough for tests)."""
     with socket.socket() as s:
