@@ -72,8 +72,7 @@ class Placer:
     """The thread that keeps this process on its chosen core (start/stop)."""
 
     def __init__(self, setting, member=None):
-        allowed = os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else set()
-        self.allowed = sorted(allowed)
+        self.allowed = sorted(START_MASK or ())
         self.on = setting == 'auto' and len(self.allowed) > 1
         self.member = member        # a swarm member's index: its first core, one each
         self.cpu = None

@@ -9,8 +9,8 @@ import binascii
 import codecs
 import datetime
 import email.policy
-import functools
 import email.utils
+import functools
 import json
 import re
 import secrets
