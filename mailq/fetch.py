@@ -6,6 +6,13 @@ and then claims its mail (store.take), and the task leaves that list only
 together with the recording of its outcome. In-flight tasks of a dead worker go
 back to their queue (see heartbeat.py). Queues are tried in strict order
 (`-q a -q b`) or in weighted random order (`-q a,3 -q b,1`), as in Sidekiq.
+
+A mail costs one Redis round trip while its queue is longer than every worker's
+threads together: each outcome fetches the thread's task after next ahead (noted
+in the worker's ahead hash, so the orphan sweep leaves it) and claims the one
+fetched before, in one write. With a shorter queue nothing is fetched ahead (an
+idle thread would wait for it): the outcome fetches the next task and the next
+dequeue claims it, two round trips.
 """
 import os
 import random
@@ -56,6 +63,9 @@ class MailStorage(RedisStorage):
         self.quiet = threading.Event()
         self._local = threading.local()
         self.on_no_slot = lambda: None   # the worker closes this thread's SMTP session
+        # A thread fetches ahead only from a queue longer than this (every worker's
+        # threads, refreshed each TRIM_EVERY); None until known: no fetch ahead.
+        self.ahead_min = None
         self._next_trim = 0.0
 
     # -- queue API used by Huey
@@ -65,20 +75,27 @@ class MailStorage(RedisStorage):
                            'use mailq.send() or the HTTP API')
 
     def dequeue(self):
-        """Claim the task fetched with the last outcome, or fetch and claim one
-        (store.take); block up to read_timeout when idle."""
+        """The mail claimed with the last outcome; else claim the task fetched with it
+        (fetching the next one ahead in the same round trip while the queue is long), or
+        fetch and claim one (store.take); block up to read_timeout when idle."""
         if self.worker_id is None:
             raise RuntimeError('bind_worker() must be called before dequeue()')
-        upcoming, self._local.upcoming = getattr(self._local, 'upcoming', None), None
-        self._local.item = None
+        local = self._local
+        claimed, upcoming = getattr(local, 'claimed', None), getattr(local, 'upcoming', None)
+        local.claimed = local.upcoming = local.item = None
         if self.quiet.is_set():
-            if upcoming:
-                self.store.release(task_mail_id(upcoming[1]) or '-', upcoming[1], upcoming[0],
-                                   self.worker_id, '')
+            busy = busy_field()
+            for held in (claimed, upcoming):
+                if held:
+                    self.store.release(task_mail_id(held[1]) or '-', held[1], held[0],
+                                       self.worker_id, busy)
             time.sleep(self.read_timeout)
             return None
         busy = busy_field()
-        item = upcoming and self.store.claim(self.worker_id, *upcoming, busy)
+        item = claimed
+        while not item and upcoming:
+            item, upcoming = self._claim(upcoming, busy)
+        local.upcoming = upcoming
         if not item:
             order = queue_order(self.queues)
             item = self.store.take(self.worker_id, order, busy)
@@ -92,18 +109,34 @@ class MailStorage(RedisStorage):
                 self.on_no_slot()
                 self.store.throttle.wait_for_slot(self.read_timeout)
                 item = None
-        self._local.item = item
+        local.item = item
         return item[1] if item else None
 
-    def next_order(self):
-        """The queues to fetch this thread's next task from, together with the outcome
-        of its current one; none once the worker is quiet."""
-        return () if self.quiet.is_set() else queue_order(self.queues)
+    def _claim(self, upcoming, busy):
+        """(claimed item or None, task fetched ahead or None) for a fetched task."""
+        if not self.ahead_min:
+            return self.store.claim(self.worker_id, *upcoming, busy), None
+        return self.store.claim_fetching_ahead(self.worker_id, *upcoming, busy,
+                                               queue_order(self.queues), self.ahead_min)
 
-    def keep(self, upcoming):
-        """Hold a task fetched with an outcome ((queue, task) or None) for the next
-        dequeue of this thread."""
+    def after_outcome(self):
+        """(queues to fetch from, fetch_min, task to claim) for the outcome of this
+        thread's current mail: with a task fetched ahead, the outcome claims it and
+        fetches the next ahead from a long queue; else it fetches the next task. Nothing
+        once the worker is quiet (the task fetched ahead goes back at the next dequeue)."""
+        if self.quiet.is_set():
+            return (), 0, None
+        upcoming, self._local.upcoming = getattr(self._local, 'upcoming', None), None
+        if upcoming:
+            return (queue_order(self.queues) if self.ahead_min else ()), self.ahead_min or 0, \
+                upcoming
+        return queue_order(self.queues), 0, None
+
+    def keep(self, upcoming, claimed=None):
+        """Hold what an outcome fetched ((queue, task) or None) and claimed ((queue,
+        task, claim) or None) for the next dequeue of this thread."""
         self._local.upcoming = upcoming
+        self._local.claimed = claimed
 
     def current(self):
         """(queue, task bytes, claim) of the task this thread took last."""
@@ -134,13 +167,14 @@ class MailStorage(RedisStorage):
 
     def read_schedule(self, ts):
         """Move due tasks onto their queues inside Redis (every tick) and, once every
-        TRIM_EVERY seconds, bound the dead set and the outbox and sweep the search
-        indexes; Huey has nothing left to enqueue."""
+        TRIM_EVERY seconds, bound the dead set and the outbox, sweep the search indexes
+        and count every worker's threads (ahead_min); Huey has nothing left to enqueue."""
         self.store.move_due()
         now = time.monotonic()
         if now >= self._next_trim:
             self._next_trim = now + TRIM_EVERY
             self.store.trim()
+            self.ahead_min = self.store.workers.threads() or None
         return []
 
     def schedule_size(self):

@@ -80,13 +80,14 @@ def release_orphans(store, worker_id, suspects):
     """Return in-flight tasks that no thread of this worker holds (the reply to their
     fetch or claim was lost, e.g. to a Redis restart). A task counts as orphaned when
     it was unclaimed at two sweeps in a row. A thread holds a busy entry for the task it
-    claimed, so a task without one has no thread on it.
+    claimed and an ahead entry for the one it fetched to claim next, so a task with
+    neither has no thread on it.
     Returns the tasks that are suspects now."""
-    tasks, held = store.workers.in_flight(worker_id)
+    tasks, held, ahead = store.workers.in_flight(worker_id)
     unclaimed = set()
     for task in tasks:
         mail_id = task_mail_id(task)
-        if mail_id in held:
+        if mail_id in held or task in ahead:
             continue
         if task in suspects:
             queue = task_queue(task) or store.worker_config.default_queue
@@ -163,7 +164,7 @@ class Heartbeat(threading.Thread):
                 reap(self.store, now=now, timeout=self.cfg.heartbeat_timeout)
             self.suspects = release_orphans(self.store, self.worker_id, self.suspects)
             if self.store.throttle.slot_keys:     # limiter slots: renew our leases
-                _, sending = self.store.workers.in_flight(self.worker_id)
+                _, sending, _ = self.store.workers.in_flight(self.worker_id)
                 self.store.throttle.renew(self.worker_id, sorted(sending), now)
             if self.redis_down:
                 log.warning('Redis is reachable again')

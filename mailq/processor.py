@@ -38,16 +38,19 @@ class Processor:
     def busy_field(self):
         return busy_field()
 
-    def process(self, mail_id, queue, task, claim, then_fetch=()):
+    def process(self, mail_id, queue, task, claim, then_fetch=(), fetch_min=0,
+                then_claim=None):
         """Deliver a task that store.take fetched and claimed; record the outcome, and
-        with `then_fetch` (a queue order) fetch the thread's next task in the same call.
-        Returns (outcome, (queue, task) fetched or None)."""
+        with `then_fetch` (a queue order) fetch the thread's next task in the same call;
+        with `then_claim` (a task fetched ahead) claim it in the same round trip.
+        Returns (outcome, (queue, task) fetched or None, claimed item or None)."""
         busy = self.busy_field()
         sender, recipients, raw, attempts, suppressed, relay = claim
         if suppressed:      # suppressed since it was accepted: left off the envelope
             recipients = [r for r in recipients if r not in suppressed]
             if not recipients:
-                return self._all_suppressed(mail_id, queue, task, busy, suppressed, then_fetch)
+                return self._all_suppressed(mail_id, queue, task, busy, suppressed,
+                                            (then_fetch, fetch_min, then_claim))
         transport, send_to, message, note = self._route(recipients, raw, relay)
         keep = getattr(transport, 'keeps_mail', False) or bool(note and note.get('caught'))
         started = time.monotonic()
@@ -96,20 +99,27 @@ class Processor:
             code >= 500 for code, _ in delivery.refused.values())
         event = self._event(delivery, outcome, recipients, suppressed) \
             if self.store.events.on else None
-        # The mail went out (or failed): its outcome must be recorded, however long
-        # Redis is away, or the mail would be sent again. A write repeated because
-        # its reply was lost is recognised by its time and recorded once.
-        _, fetched = _until_redis_answers(lambda: self.store.finish(
-            mail_id, task, self.worker_id, busy, outcome, attempt, last_error=last_error,
-            next_at=next_at, new_task=new_task, rcpts=rcpts, now=attempt['at'],
-            outbox=keep, event=event, staging=json.dumps(note) if note else '',
-            suppress=suppress, refused_for_good=refused_for_good, suppressed_now=suppressed,
-            then_fetch=then_fetch),
-            f'record the outcome of mail {mail_id}')
+        fetched, claimed = self._finish(
+            then_claim, mail_id, task, self.worker_id, busy, outcome, attempt,
+            last_error=last_error, next_at=next_at, new_task=new_task, rcpts=rcpts,
+            now=attempt['at'], outbox=keep, event=event,
+            staging=json.dumps(note) if note else '', suppress=suppress,
+            refused_for_good=refused_for_good, suppressed_now=suppressed,
+            then_fetch=then_fetch, fetch_min=fetch_min)
         # Not last_error: it names refused recipients, which the log may not show in full.
         self._log(mail_id, queue, recipients, outcome, attempt['code'],
                   '' if delivery.ok else delivery.outcome_text, duration)
-        return outcome, fetched
+        return outcome, fetched, claimed
+
+    def _finish(self, then_claim, mail_id, *args, **kwargs):
+        """store.finish until Redis answers (the mail went out, or failed: its outcome
+        must be recorded, however long Redis is away, or it would be sent again; a write
+        repeated because its reply was lost is recognised by its time and recorded once).
+        Returns ((queue, task) fetched or None, the item claimed with it or None)."""
+        reply = _until_redis_answers(
+            lambda: self.store.finish(mail_id, *args, then_claim=then_claim, **kwargs),
+            f'record the outcome of mail {mail_id}')
+        return reply[1], reply[2] if then_claim else None
 
     def _route(self, recipients, raw, relay):
         """(transport, recipients, message, staging note or None) of this attempt. A
@@ -148,21 +158,22 @@ class Processor:
                             delivery.outcome_text[:200], lim.rate, lim.step)
         return ready
 
-    def _all_suppressed(self, mail_id, queue, task, busy, suppressed, then_fetch):
+    def _all_suppressed(self, mail_id, queue, task, busy, suppressed, after):
         """Every recipient was suppressed while the mail waited: it ends `suppressed`,
-        never sent."""
+        never sent. `after` is process()'s (then_fetch, fetch_min, then_claim)."""
         reply = 'every recipient is on the suppression list'
         attempt = {'at': time.time(), 'worker': self.worker_id, 'outcome': SUPPRESSED,
                    'code': 0, 'reply': reply, 'duration': 0}
         event = {'recipients': [{'address': r, 'outcome': 'suppressed', 'code': None,
                                  'reply': None} for r in suppressed], 'code': 0,
                  'reply': reply} if self.store.events.on else None
-        _, fetched = _until_redis_answers(lambda: self.store.finish(
-            mail_id, task, self.worker_id, busy, SUPPRESSED, attempt, last_error=reply,
-            now=attempt['at'], event=event, suppressed_now=suppressed, then_fetch=then_fetch),
-            f'record the outcome of mail {mail_id}')
+        then_fetch, fetch_min, then_claim = after
+        fetched, claimed = self._finish(
+            then_claim, mail_id, task, self.worker_id, busy, SUPPRESSED, attempt,
+            last_error=reply, now=attempt['at'], event=event, suppressed_now=suppressed,
+            then_fetch=then_fetch, fetch_min=fetch_min)
         self._log(mail_id, queue, suppressed, SUPPRESSED, 0, reply, 0)
-        return SUPPRESSED, fetched
+        return SUPPRESSED, fetched, claimed
 
     @staticmethod
     def _event(delivery, outcome, recipients, suppressed):

@@ -45,9 +45,11 @@ def create_huey(store, connection_pool, queues, processor=None):
         if processor is None or fetched is None:
             raise RuntimeError('deliver runs only inside a mailq worker')
         fetched_queue, task, claim = fetched
-        outcome, upcoming = processor.process(mail_id, fetched_queue, task, claim,
-                                              then_fetch=huey.storage.next_order())
-        huey.storage.keep(upcoming)
+        then_fetch, fetch_min, then_claim = huey.storage.after_outcome()
+        outcome, upcoming, claimed = processor.process(
+            mail_id, fetched_queue, task, claim, then_fetch=then_fetch, fetch_min=fetch_min,
+            then_claim=then_claim)
+        huey.storage.keep(upcoming, claimed)
         return outcome
 
     huey.deliver = deliver

@@ -228,7 +228,7 @@ def test_a_quiet_worker_gives_back_the_task_fetched_with_an_outcome(rt, redis_cl
                                   then_fetch=['mailers'])
     storage.keep(upcoming)
     storage.quiet.set()
-    assert storage.next_order() == ()              # a quiet worker fetches nothing more
+    assert storage.after_outcome() == ((), 0, None)    # a quiet worker fetches nothing more
     assert storage.dequeue() is None
     assert redis_client.llen('mailq:inflight:w1') == 0
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [upcoming[1]]

@@ -21,6 +21,7 @@
     <p>:w:<worker>          hash    a worker's details and beat
     <p>:inflight:<worker>   list    tasks a worker has fetched and not yet recorded
     <p>:busy:<worker>       hash    thread -> the mail it is sending
+    <p>:ahead:<worker>      hash    thread -> the task it fetched and has not claimed yet
     <p>:cmd:<worker>        list    commands (quiet, stop) for a worker's heartbeat
     <p>:stat:<name>[:<day>] string/hash  counters and metrics
     <p>:cron:<job>          hash    since, last_fire, skip_mark
@@ -98,6 +99,9 @@ class Keys:
 
     def busy(self, worker_id):
         return f'{self.prefix}busy:{worker_id}'
+
+    def ahead(self, worker_id):
+        return f'{self.prefix}ahead:{worker_id}'
 
     def worker(self, worker_id):
         return f'{self.prefix}w:{worker_id}'

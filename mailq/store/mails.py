@@ -26,7 +26,7 @@ from .cron import CronState
 from .hooks import Events, Suppressions
 from .limits import Limits
 from .record import MailRecord
-from .scripts import Scripts
+from .scripts import Scripts, run_together
 from .search import Index, index_keys, index_values, indexes_of_records
 from .states import DEAD, FINAL_STATES, HELD, NOT_CANCELLABLE, QUEUED, RETRYING, SCHEDULED, SENT
 from .stats import Stats
@@ -218,14 +218,9 @@ class Store:
         session slots ([smtp] max_connections) are all other threads'. A mail held by
         a limiter is stepped over, as a stale task is.
         Between the two the task is in the in-flight list, so a crash loses nothing."""
-        keys = self.keys
         for _ in range(MAX_STALE):
-            slot_key, slot_args = self.throttle.fetch_block(worker_id, busy_field,
-                                                            now or time.time())
-            fetched = self.scripts.fetch(
-                keys=[keys.inflight(worker_id), keys.paused, keys.busy(worker_id), slot_key,
-                      *(keys.queue(q) for q in queue_order)],
-                args=[busy_field, *slot_args, *queue_order])
+            fetched = self.scripts.fetch(*self._fetch_call(worker_id, queue_order, busy_field,
+                                                           now, 0))
             if not fetched:
                 return None
             if fetched == NO_SLOT.encode():
@@ -239,22 +234,50 @@ class Store:
         """Claim the mail of a task this worker fetched: (queue, task, claim), or None
         for a stale task, which leaves the in-flight list, and for a mail a limiter
         holds, which goes to the held set."""
+        reply = self.scripts.claim(*self._claim_call(worker_id, queue, task, busy_field, now))
+        return _claimed(queue, task, reply)
+
+    def claim_fetching_ahead(self, worker_id, queue, task, busy_field, queue_order, min_len,
+                             now=None):
+        """Fetch the thread's next task ahead (only from a queue holding more than
+        `min_len`), then claim `task`, in one round trip: (claimed item or None, (queue,
+        task) fetched ahead or None). The next outcome then carries the next claim."""
+        fetch, claim = self._together(
+            (self.scripts.fetch, self._fetch_call(worker_id, queue_order, busy_field, now,
+                                                  min_len)),
+            (self.scripts.claim, self._claim_call(worker_id, queue, task, busy_field, now)))
+        ahead = (fetch[0].decode(), fetch[1]) if fetch and fetch != NO_SLOT.encode() else None
+        return _claimed(queue, task, claim), ahead
+
+    def _fetch_call(self, worker_id, queue_order, busy_field, now, min_len):
+        keys = self.keys
+        slot_key, slot_args = self.throttle.fetch_block(worker_id, busy_field,
+                                                        now or time.time())
+        return ([keys.inflight(worker_id), keys.paused, keys.busy(worker_id), slot_key,
+                 keys.ahead(worker_id), *(keys.queue(q) for q in queue_order)],
+                [busy_field, *slot_args, min_len, *queue_order])
+
+    def _claim_call(self, worker_id, queue, task, busy_field, now):
         keys = self.keys
         mail_id = task_mail_id(task) or '-'
         limits, events = self.throttle, self.events
         hooks_keys, hooks_args = (events.streams, [len(events.streams), *events.subscriptions]) \
             if limits.checks_claims else ((), ())
-        claim = self.scripts.claim(
-            keys=[keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
-                  keys.suppressed, *limits.claim_keys, *hooks_keys, keys.body(mail_id)],
-            args=[task, mail_id, queue, worker_id, busy_field, now or time.time(),
-                  len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args])
-        if not claim or len(claim) == 3:      # stale, or {'held', ready, limiter}
-            return None
-        sender, rcpts, raw, attempts, suppressed, *relay = claim
-        return queue, task, (sender.decode(), json.loads(rcpts), body.unpack(raw), int(attempts),
-                             json.loads(suppressed) if suppressed else [],
-                             relay[0].decode() if relay else '')
+        return ([keys.record(mail_id), keys.inflight(worker_id), keys.busy(worker_id),
+                 keys.suppressed, *limits.claim_keys, *hooks_keys, keys.ahead(worker_id),
+                 keys.body(mail_id)],
+                [task, mail_id, queue, worker_id, busy_field, now or time.time(),
+                 len(FINAL_STATES), *FINAL_STATES, *limits.claim_args, *hooks_args])
+
+    @staticmethod
+    def _together(*calls):
+        """Replies of (script, (keys, args)) calls sent in one write; raises the first
+        error among them (an outage: the caller retries them all, as it would one)."""
+        replies = run_together([(script, keys, args) for script, (keys, args) in calls])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def wait_for_work(self, queue_order, timeout):
         """Block up to `timeout` s for a wake token of one of the queues."""
@@ -264,20 +287,23 @@ class Store:
     def finish(self, mail_id, task, worker_id, busy_field, outcome, attempt, *, last_error='',
                next_at=0, new_task='', rcpts='', outbox=False, now=None, event=None,
                suppress=None, refused_for_good=False, suppressed_now=(), then_fetch=(),
-               staging='', pipe=None):
+               fetch_min=0, then_claim=None, staging='', pipe=None):
         """Record an attempt's outcome and acknowledge the task. `rcpts` (JSON), when
         given, narrows the envelope to the recipients still owed the mail. In the same
         script: `suppress` ({normalised address: info}) goes on the suppression list,
         `suppressed_now` (recipients found suppressed at delivery) is noted on the
         record, and the outcome's event is written for the endpoints that take it;
         `event` is {'recipients': [...], 'code', 'reply'} for its body. With
-        `then_fetch` (a queue order), the thread's next task is fetched in the same call.
+        `then_fetch` (a queue order), the thread's next task is fetched in the same call
+        (with `fetch_min`, only from a queue holding more than that: a fetch ahead).
         `staging` (JSON) is what [smtp] allow_recipients or redirect_to did to this
         attempt, noted on the record. The outcome is published on the events channel and
         counted per outcome and queue for the day. A sent mail's body key expires after
         keep_sent_bodies (the outbox keeps it), its record after keep_sent_days.
         Returns (1 recorded or 0 stale, (queue, task) fetched or None), or with `pipe`
-        (the bench's history fill) the pending reply."""
+        (the bench's history fill) the pending reply. With `then_claim` ((queue, task)
+        the thread fetched ahead), that task is claimed right after, in the same round
+        trip, and the claimed item (or None) is returned third."""
         keys, cfg = self.keys, self.worker_config
         now = now or time.time()
         day = today(now)
@@ -295,35 +321,42 @@ class Store:
         events = self.events
         event = event or {}
         slot_keys, slot_args = self.throttle.finish_block(worker_id, busy_field)
-        reply = self.scripts.finish(
-            keys=[keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
-                  keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
-                  keys.stat('processed', day), keys.stat('failed', day), target,
-                  keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
-                  keys.suppressed_order, keys.events, keys.stat('outcomes', day),
-                  keys.body(mail_id), keys.attempts(mail_id), *events.streams, *slot_keys,
-                  keys.paused,
-                  *(keys.queue(q) for q in then_fetch)],
-            args=[task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
-                  new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
-                  f'mail.{outcome}', json.dumps(event['recipients']) if event else '',
-                  event.get('code') or 0, event.get('reply') or '',
-                  json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
-                  else '', '1' if refused_for_good else '',
-                  json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
-                  0 if outbox else cfg.sent_body_ms, len(events.streams),
-                  *events.subscriptions, *slot_args, *then_fetch], client=pipe)
+        call = (
+            [keys.record(mail_id), keys.log(mail_id), keys.inflight(worker_id),
+             keys.busy(worker_id), keys.stat('processed'), keys.stat('failed'),
+             keys.stat('processed', day), keys.stat('failed', day), target,
+             keys.stat('deliveries'), keys.stat('duration'), keys.suppressed,
+             keys.suppressed_order, keys.events, keys.stat('outcomes', day),
+             keys.body(mail_id), keys.attempts(mail_id), *events.streams, *slot_keys,
+             keys.paused, keys.ahead(worker_id),
+             *(keys.queue(q) for q in then_fetch)],
+            [task, busy_field, outcome, now, json.dumps(attempt), last_error, score,
+             new_task, keep, mail_id, *delivery_metric_fields(attempt), rcpts,
+             f'mail.{outcome}', json.dumps(event['recipients']) if event else '',
+             event.get('code') or 0, event.get('reply') or '',
+             json.dumps({a: json.dumps(i) for a, i in suppress.items()}) if suppress
+             else '', '1' if refused_for_good else '',
+             json.dumps(list(suppressed_now)) if suppressed_now else '', staging,
+             0 if outbox else cfg.sent_body_ms, len(events.streams),
+             *events.subscriptions, *slot_args, fetch_min, *then_fetch])
         if pipe is not None:
-            return reply
-        recorded, *fetched = reply
-        return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
+            return self.scripts.finish(*call, client=pipe)
+        if then_claim is None:
+            recorded, *fetched = self.scripts.finish(*call)
+            return recorded, (fetched[0].decode(), fetched[1]) if fetched else None
+        (recorded, *fetched), claim = self._together(
+            (self.scripts.finish, call),
+            (self.scripts.claim, self._claim_call(worker_id, *then_claim, busy_field, now)))
+        return (recorded, (fetched[0].decode(), fetched[1]) if fetched else None,
+                _claimed(then_claim[0], then_claim[1], claim))
 
     def release(self, mail_id, task, queue, worker_id, busy_field):
         """Give a fetched but unfinished task back to its queue, to be fetched next."""
         keys = self.keys
         return self.scripts.release(
             keys=[keys.inflight(worker_id), keys.busy(worker_id), keys.queue(queue),
-                  keys.wake(queue), keys.record(mail_id)], args=[task, busy_field])
+                  keys.wake(queue), keys.record(mail_id), keys.ahead(worker_id)],
+            args=[task, busy_field])
 
     def move_due(self, now=None, limit=CHUNK):
         """Put due scheduled and retrying mails on their queues. Returns how many."""
@@ -370,6 +403,7 @@ class Store:
                 script_keys += [keys.record(mail_id), keys.log(mail_id),
                                 keys.attempts(mail_id), keys.queue(queue), keys.wake(queue)]
                 args += [task, mail_id]
+            script_keys.append(keys.ahead(worker_id))
             requeued, left = self.scripts.requeue(keys=script_keys, args=args)
             count += requeued
             if not left or not tasks:
@@ -519,3 +553,13 @@ def accepted(reply):
     return Accepted(reply[1].decode() if isinstance(reply[1], bytes) else reply[1],
                     int(reply[0]) == 1, tuple(json.loads(suppressed)) if suppressed else (),
                     len(reply) > 3 and int(reply[3]) == 1)
+
+
+def _claimed(queue, task, reply):
+    """The (queue, task, claim) of a claim.lua reply, or None (stale, or held)."""
+    if not reply or len(reply) == 3:      # stale, or {'held', ready, limiter}
+        return None
+    sender, rcpts, raw, attempts, suppressed, *relay = reply
+    return queue, task, (sender.decode(), json.loads(rcpts), body.unpack(raw), int(attempts),
+                         json.loads(suppressed) if suppressed else [],
+                         relay[0].decode() if relay else '')

@@ -136,6 +136,40 @@ class DirectScript:
             return pipe.execute(raise_on_error=False)
 
 
+def run_together(calls):
+    """Each (DirectScript, keys, args) in order, sent in one write on one pooled
+    connection, every reply read: a thread's outcome and its next claim cost one round
+    trip. Returns each reply or exception in order. A call answered NOSCRIPT did not
+    run: the scripts are loaded and it runs again together with every call after it,
+    which may rely on it (a finish clears the thread's busy entry that the claim after
+    it writes; a claim run twice counts its attempt twice)."""
+    def work(conn):
+        replies = _send_together(conn, calls)
+        first = next((n for n, r in enumerate(replies) if isinstance(r, NoScriptError)), None)
+        if first is not None:
+            for script, _, _ in calls[first:]:
+                script._load(conn)
+            replies[first:] = _send_together(conn, calls[first:])
+        return replies
+    return calls[0][0]._on_connection(work)
+
+
+def _send_together(conn, calls):
+    if pack_command is None:
+        conn.send_packed_command(conn.pack_commands(
+            [('EVALSHA', s.sha, len(keys), *keys, *args) for s, keys, args in calls]))
+    else:
+        conn.send_packed_command([b''.join(
+            pack('EVALSHA', s.sha, len(keys), *keys, *args) for s, keys, args in calls)])
+    replies = []
+    for _ in calls:
+        try:
+            replies.append(conn.read_response())
+        except ResponseError as exc:    # read on: the next reply is still on the wire
+            replies.append(exc)
+    return replies
+
+
 def _transaction(conn, packed):
     """Send SCRIPT LOAD, MULTI, the commands and EXEC; read every reply (an error one
     too, or the connection would be left mid-answer); EXEC's replies, or raise the first

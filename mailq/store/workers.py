@@ -49,12 +49,22 @@ class Workers:
         return value.decode() if value is not None else None
 
     def in_flight(self, worker_id):
-        """(tasks in the worker's in-flight list, ids of the mails its threads hold)."""
+        """(tasks in the worker's in-flight list, ids of the mails its threads hold,
+        tasks its threads fetched ahead and hold unclaimed)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.lrange(self.keys.inflight(worker_id), 0, -1)
         pipe.hvals(self.keys.busy(worker_id))
-        tasks, busy = pipe.execute()
-        return tasks, {json.loads(entry)['id'] for entry in busy}
+        pipe.hvals(self.keys.ahead(worker_id))
+        tasks, busy, ahead = pipe.execute()
+        return tasks, {json.loads(entry)['id'] for entry in busy}, set(ahead)
+
+    def threads(self):
+        """Delivery threads of every registered worker together: a thread fetches a task
+        ahead only from a queue longer than that (no idle thread then goes without)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in self.ids():
+            pipe.hget(self.keys.worker(wid), 'concurrency')
+        return sum(int(n) for n in pipe.execute() if n and n.isdigit())
 
     def busy_count(self, ids):
         """Threads sending a mail right now, over the given workers."""

@@ -16,12 +16,14 @@
 -- KEYS: record, in-flight list, busy hash, suppression hash, held zset, events channel
 --       (the live pages hear of a held mail), then the hash, slots zset, sent zset and
 --       waiting zset of each limiter, then (with limiters) the event stream of each
---       webhook endpoint, then the body (last)
+--       webhook endpoint, then the thread's fetched-ahead hash, then the body (last)
 -- ARGV: task, mail id, queue, worker id, busy field, now, n final states, final states,
 --       n limiters, lease seconds, then 7 values per limiter: name, rate, burst,
 --       concurrency, daily quota (0: none), domains (' a.example *.b.example ', or '*':
 --       every mail), step of the additive increase; then (with limiters) n endpoints and
 --       their subscriptions (n)
+-- Claimed, held or stale, the task is no longer one the thread fetched ahead.
+drop_ahead(KEYS[#KEYS - 1], ARGV[5], ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to',
                      'relay')
 local stale = f[1] ~= ARGV[1]

@@ -9,8 +9,8 @@
 --       the body, the attempts string, then the event stream of each webhook endpoint, the
 --       limiters' slots zsets (the relay's session slots first, with max connections;
 --       then, for each group with a concurrency, the slots zset the mail leaves and its
---       waiting zset, and the held set last), the paused set and
---       the queue lists to fetch the thread's next task from (none: no fetch)
+--       waiting zset, and the held set last), the paused set, the fetched-ahead hash
+--       and the queue lists to fetch the thread's next task from (none: no fetch)
 -- ARGV: task, busy field, outcome ('sent'|'retrying'|'dead'|'suppressed'), now, attempt
 --       json, last error, score for the outcome set, new task (retrying), keep seconds
 --       (sent, suppressed), mail id, metrics: outcome:code class field, duration bucket
@@ -22,7 +22,8 @@
 --       body (keep_sent_bodies; 0: as long as the record), n endpoints, their
 --       subscriptions (n), then the
 --       number of slots zsets, max connections (0: none), the thread's slot holder
---       name, the lease seconds, then the names of the queues to fetch from
+--       name, the lease seconds, the queue length a fetch ahead needs (0: any task;
+--       see fetch_task), then the names of the queues to fetch from
 -- Outcome 'held' (a throttling reply, store/limits.py): the attempt is logged but not
 -- counted, no counter moves, and the task waits in the held set (KEYS[9]) until the
 -- score (ARGV[7]).
@@ -145,7 +146,10 @@ end
 local next_task = false
 if session_slot(KEYS[18 + n], ARGV[27 + n], max_conn, tonumber(ARGV[4]),
                 tonumber(ARGV[28 + n])) then
-  next_task = fetch_task(KEYS[3], KEYS[18 + n + nslots], 19 + n + nslots, 29 + n)
+  next_task = fetch_task(KEYS[3], KEYS[18 + n + nslots], 20 + n + nslots, 30 + n,
+                         KEYS[19 + n + nslots], ARGV[2], tonumber(ARGV[29 + n]))
+else
+  redis.call('HDEL', KEYS[19 + n + nslots], ARGV[2])
 end
 if next_task then
   return {recorded, next_task[1], next_task[2]}

@@ -83,18 +83,34 @@ end
 -- Reliable fetch: move the oldest task of the first non-paused, non-empty queue into
 -- the in-flight list, where it stays until its outcome is recorded. The queue lists
 -- are KEYS[first_key..], their names ARGV[first_name..], in the order to try.
+-- The task is noted as the thread's fetched-ahead task (`ahead` hash, field `field`)
+-- until it is claimed, so the orphan sweep leaves it alone; a fetch that finds nothing
+-- clears the note. With `min_len` > 0 (a fetch ahead, while the thread still has a mail
+-- to deliver) it takes a task only when that queue holds more than `min_len`: with
+-- fewer, an idle thread is the better place for it.
 -- Returns {queue name, task} or false.
-local function fetch_task(inflight, paused, first_key, first_name)
+local function fetch_task(inflight, paused, first_key, first_name, ahead, field, min_len)
   for i = first_key, #KEYS do
     local name = ARGV[first_name + i - first_key]
     if redis.call('SISMEMBER', paused, name) == 0 then
+      if min_len > 0 then
+        local len = redis.call('LLEN', KEYS[i])
+        if len > 0 and len <= min_len then break end
+      end
       local task = redis.call('LMOVE', KEYS[i], inflight, 'RIGHT', 'LEFT')
       if task then
+        redis.call('HSET', ahead, field, task)
         return {name, task}
       end
     end
   end
+  redis.call('HDEL', ahead, field)
   return false
+end
+
+-- A task leaves the thread's fetched-ahead note once claimed or given back.
+local function drop_ahead(ahead, field, task)
+  if redis.call('HGET', ahead, field) == task then redis.call('HDEL', ahead, field) end
 end
 
 -- Tell the live pages (GET /api/events, store/live.py) that a mail changed: one JSON

@@ -6,7 +6,7 @@
 -- A poison pill's mail.dead event is written in the same step.
 -- KEYS: in-flight list, busy hash, worker hash, workers zset, dead zset, the event
 --       stream of each webhook endpoint (n), then record, attempt log, attempts string,
---       queue and wake list of each task
+--       queue and wake list of each task, then the fetched-ahead hash (last)
 -- ARGV: worker id, max interruptions, now, n endpoints, their subscriptions (n), then
 --       task and mail id of each task
 local count = 0
@@ -45,7 +45,7 @@ for i = 5 + n, #ARGV, 2 do
 end
 local left = redis.call('LLEN', KEYS[1])
 if left == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[#KEYS])
   redis.call('ZREM', KEYS[4], ARGV[1])
 end
 return {count, left}
