@@ -96,7 +96,7 @@ def test_dead_worker_is_reaped_by_heartbeat_age(rt, redis_client):
     assert reap(rt.store, now=1010.0, timeout=5) == {'gone': 1}
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [task]
     assert redis_client.hget(f'mailq:m:{mail_id}', 'status') == b'queued'
-    assert not redis_client.exists('mailq:inflight:gone', 'mailq:busy:gone')
+    assert not redis_client.exists('mailq:inflight:gone', 'mailq:busy:gone', 'mailq:ahead:gone')
     assert redis_client.zcard('mailq:workers') == 0
 
 
@@ -233,3 +233,140 @@ def test_a_quiet_worker_gives_back_the_task_fetched_with_an_outcome(rt, redis_cl
     assert redis_client.llen('mailq:inflight:w1') == 0
     assert redis_client.lrange('mailq:q:mailers', 0, -1) == [upcoming[1]]
     assert redis_client.hget(f'mailq:m:{second}', 'status') == b'queued'
+
+
+ATTEMPT = {'at': 1764400000.5, 'worker': 'w1', 'outcome': 'sent', 'code': 250}
+
+
+@pytest.fixture
+def writes(rt, monkeypatch):
+    """Counts the writes (round trips) sent on the pool's connections."""
+    sent = []
+    cls = rt.pool.connection_class
+    original = cls.send_packed_command
+    monkeypatch.setattr(cls, 'send_packed_command',
+                        lambda conn, *a, **kw: (sent.append(1), original(conn, *a, **kw))[1])
+    return sent
+
+
+def test_an_outcome_claims_the_task_fetched_ahead_in_the_same_write(rt, redis_client, writes):
+    """While the queue is long, a thread's finish carries the claim of the task it fetched
+    ahead and fetches the one after: one round trip a mail."""
+    ids = [send(rt) for _ in range(5)]
+    _, task, _ = take(rt, 'w1')
+    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                                  then_fetch=['mailers'])
+    del writes[:]
+    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 1)
+    assert len(writes) == 1
+    assert task_mail_id(item[1]) == ids[1] and task_mail_id(ahead[1]) == ids[2]
+    assert redis_client.hget('mailq:ahead:w1', 't1') == ahead[1]
+    assert redis_client.hget(f'mailq:m:{ids[2]}', 'status') == b'queued'
+    del writes[:]
+    recorded, fetched, claimed = rt.store.finish(
+        ids[1], item[1], 'w1', 't1', 'sent', ATTEMPT, then_fetch=['mailers'], fetch_min=1,
+        then_claim=ahead)
+    assert len(writes) == 1 and recorded == 1
+    assert claimed[1] == ahead[1] and claimed[2][3] == 1
+    assert task_mail_id(fetched[1]) == ids[3]          # two left: more than 1
+    assert redis_client.hget(f'mailq:m:{ids[1]}', 'status') == b'sent'
+    assert redis_client.hget(f'mailq:m:{ids[2]}', 'status') == b'sending'
+    assert json.loads(redis_client.hget('mailq:busy:w1', 't1'))['id'] == ids[2]
+    assert redis_client.hget('mailq:ahead:w1', 't1') == fetched[1]
+    # One task left, not more than fetch_min: nothing is fetched ahead, the claim still runs.
+    recorded, none, claimed = rt.store.finish(
+        ids[2], claimed[1], 'w1', 't1', 'sent', ATTEMPT, then_fetch=['mailers'], fetch_min=1,
+        then_claim=fetched)
+    assert none is None and task_mail_id(claimed[1]) == ids[3]
+    assert not redis_client.exists('mailq:ahead:w1')
+    assert redis_client.lrange('mailq:q:mailers', 0, -1) != []
+
+
+def test_a_task_fetched_ahead_is_no_orphan_until_the_thread_lets_go(rt, redis_client):
+    ids = [send(rt) for _ in range(3)]
+    _, task, _ = take(rt, 'w1')
+    _, ahead = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                               then_fetch=['mailers'])
+    item, ahead = rt.store.claim_fetching_ahead('w1', *ahead, 't1', ['mailers'], 0)
+    # The thread delivers ids[1] for longer than two sweeps: ids[2] stays with it.
+    suspects = release_orphans(rt.store, 'w1', release_orphans(rt.store, 'w1', set()))
+    assert suspects == set() and redis_client.llen('mailq:inflight:w1') == 2
+    # The reply was lost: the thread's next fetch drops its busy entry and replaces its
+    # note, and both tasks it forgot go back after two sweeps, as any orphan.
+    assert take(rt, 'w1') is None
+    suspects = release_orphans(rt.store, 'w1', release_orphans(rt.store, 'w1', set()))
+    assert sorted(redis_client.lrange('mailq:q:mailers', 0, -1)) == sorted([item[1], ahead[1]])
+    assert [rt.store.status(i) for i in ids] == ['sent', 'queued', 'queued']
+
+
+def test_a_claim_sent_with_an_outcome_meets_a_stale_task(rt, redis_client):
+    ids = [send(rt) for _ in range(3)]
+    _, task, _ = take(rt, 'w1')
+    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                                  then_fetch=['mailers'])
+    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    assert rt.store.cancel(ids[2]) == 'ok'
+    recorded, fetched, claimed = rt.store.finish(
+        ids[1], item[1], 'w1', 't1', 'sent', ATTEMPT, then_fetch=['mailers'], fetch_min=0,
+        then_claim=ahead)
+    assert recorded == 1 and fetched is None and claimed is None
+    assert redis_client.llen('mailq:inflight:w1') == 0
+    assert not redis_client.exists('mailq:ahead:w1', 'mailq:busy:w1')
+
+
+def test_a_quiet_worker_gives_back_the_mail_claimed_with_an_outcome(rt, redis_client):
+    from mailq.fetch import MailStorage
+    ids = [send(rt) for _ in range(3)]
+    storage = MailStorage(rt.store, rt.pool, [('mailers', 0)], read_timeout=0.01)
+    storage.bind_worker('w1')
+    storage.ahead_min = 0
+    _, task, _ = take(rt, 'w1')
+    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                                  then_fetch=['mailers'])
+    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    storage.keep(ahead, item)
+    storage.quiet.set()
+    assert storage.dequeue() is None
+    assert redis_client.llen('mailq:inflight:w1') == 0
+    assert sorted(redis_client.lrange('mailq:q:mailers', 0, -1)) == sorted([item[1], ahead[1]])
+    assert [redis_client.hmget(f'mailq:m:{i}', 'status', 'attempts') for i in ids[1:]] == \
+        [[b'queued', b'0'], [b'queued', b'0']]
+
+
+def test_a_worker_fetching_ahead_during_slow_deliveries_sends_each_mail_once(
+        tmp_ini, redis_url, smtp_server):
+    """A real `-w 2` worker with a queue longer than its threads, and deliveries that take
+    longer than two orphan sweeps: each thread holds a task fetched ahead beside the mail
+    it sends, the sweep leaves it, and every mail is sent once."""
+    import time
+    from support.mailq_app import start_worker, stop_process
+    from support.procs import read_log
+    from support.ini import smtp_section
+    ini = tmp_ini(redis={'url': redis_url},
+                  worker={'concurrency': '2', 'heartbeat_interval': '0.3'},
+                  smtp=smtp_section(smtp_server, security='none'))
+    rt = Runtime(load(str(ini), environ={}))
+    rt.redis.sadd('mailq:paused', 'mailers')
+    ids = [send(rt) for _ in range(8)]
+    smtp_server.delay_data(1.0)
+    worker = start_worker(ini)
+    most, seen_ahead = 0, False
+    try:
+        time.sleep(1.5)      # its tick has counted the threads (2) by now
+        rt.redis.srem('mailq:paused', 'mailers')
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and any(rt.store.status(i) != 'sent' for i in ids):
+            for key in rt.redis.keys('mailq:inflight:*'):
+                most = max(most, rt.redis.llen(key))
+            seen_ahead = seen_ahead or bool(rt.redis.keys('mailq:ahead:*'))
+            time.sleep(0.05)
+        assert [rt.store.status(i) for i in ids] == ['sent'] * 8
+        time.sleep(1)
+    finally:
+        stop_process(worker)
+    assert len(smtp_server.messages) == 8
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == ['ann@example.com'] * 8
+    assert seen_ahead and most == 4       # 2 threads: a mail each, and one fetched ahead
+    assert 'no thread on it' not in read_log(worker)
+    assert all(json.loads(a)['outcome'] == 'sent' and len(rt.store.get(i).attempts) == 1
+               for i in ids for a in [rt.redis.get(f'mailq:m:{i}:attempts').splitlines()[0]])
