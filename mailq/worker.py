@@ -120,6 +120,9 @@ class MailConsumer(Consumer):
         why = signal.Signals(self._signum).name if self._signum else 'an interrupt'
         log.info('received %s: taking no new mails; in-flight ones get up to %ss to finish '
                  '(a second signal stops at once)', why, self.shutdown_timeout)
+        # Outcomes from now on claim and fetch nothing ahead (fetch.py): a mail claimed
+        # but never started would go back counted as interrupted.
+        self.huey.storage.quiet.set()
         super().stop(graceful)
 
 
