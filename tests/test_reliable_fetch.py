@@ -370,3 +370,20 @@ def test_a_worker_fetching_ahead_during_slow_deliveries_sends_each_mail_once(
     assert 'no thread on it' not in read_log(worker)
     assert all(json.loads(a)['outcome'] == 'sent' and len(rt.store.get(i).attempts) == 1
                for i in ids for a in [rt.redis.get(f'mailq:m:{i}:attempts').splitlines()[0]])
+
+
+def test_a_delivery_thread_keeps_one_connection(rt, redis_client, monkeypatch):
+    """fetch, claim and finish run on a connection the thread keeps (no pool checkout a
+    call); one dropped under it (a Redis restart, a failover) is connected again."""
+    checkouts = []
+    original = rt.pool.get_connection
+    monkeypatch.setattr(rt.pool, 'get_connection',
+                        lambda *a, **kw: checkouts.append(1) or original(*a, **kw))
+    ids = [send(rt) for _ in range(3)]
+    checkouts.clear()
+    for mail_id in ids:
+        _, task, _ = take(rt, 'w1')
+        rt.store.finish(mail_id, task, 'w1', 't1', 'sent', ATTEMPT)
+        redis_client.client_kill_filter(_type='normal', skipme=True)   # every other client
+    assert len(checkouts) <= 1
+    assert [rt.store.status(i) for i in ids] == ['sent'] * 3

@@ -4,8 +4,10 @@ Every key a script touches comes in through KEYS, built by keys.py. The
 constants the scripts share with Python are defined here, once, and written
 into the header of every script.
 """
+import threading
 from importlib import resources
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
 try:
@@ -24,6 +26,8 @@ INDEX_SPILL = 256
 # Called on a pooled connection directly (DirectScript): the API's one Redis call a mail,
 # and the worker's calls of each delivery (about 25 us of client CPU less a call).
 DIRECT = ('accept', 'fetch', 'claim', 'finish')
+# ... of which these run on a connection each delivery thread keeps (KeptConnections).
+KEPT = ('fetch', 'claim', 'finish')
 NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
          'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
          'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
@@ -43,9 +47,51 @@ class Scripts:
     """Every script registered on one client: `scripts.finish(keys=..., args=...)`."""
 
     def __init__(self, client):
+        kept = KeptConnections(client.connection_pool)
         for name in NAMES:
             script = client.register_script(source(name))
-            setattr(self, name, DirectScript(script, client) if name in DIRECT else script)
+            setattr(self, name, DirectScript(script, client, kept if name in KEPT else None)
+                    if name in DIRECT else script)
+
+
+class KeptConnections:
+    """One connection a thread, taken from the pool once and kept, for the delivery
+    threads' calls: a pool checkout costs a lock, redis-py's connection-count records and
+    a poll of the socket each time. A kept connection must still follow a Sentinel
+    failover. Dropped after an error, redis-py's send_packed_command would reconnect it
+    to the address it last had (the dead master): only connect(), which the pool calls at
+    every checkout, asks the Sentinels. So connect() comes first on every use (a no-op
+    while connected), and a connection the pool no longer owns (the master moved, or a
+    fork) goes back to it and a fresh one is taken."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.local = threading.local()
+
+    def get(self):
+        conn = getattr(self.local, 'conn', None)
+        if conn is not None and not self.pool.owns_connection(conn):
+            self.pool.release(conn)      # disconnected and forgotten by the pool
+            conn = None
+        if conn is None:
+            conn = self.local.conn = self.pool.get_connection()
+        else:
+            conn.connect()
+        return conn
+
+    def run(self, work):
+        """work(conn) on this thread's connection, with its retry policy. One closed under
+        it since its last call (Redis restarted, CLIENT KILL) fails at once: the pool finds
+        that at checkout, so here the work runs once more, on a new connection."""
+        for last in (False, True):
+            conn = self.get()
+            try:
+                return conn.retry.call_with_retry(lambda: work(conn),
+                                                  lambda error: conn.disconnect())
+            except RedisConnectionError:
+                conn.disconnect()
+                if last:
+                    raise
 
 
 class DirectScript:
@@ -55,10 +101,11 @@ class DirectScript:
     a call. Calls on any other client (a pipeline, the bench's recorder) go through
     redis-py's Script, whose `script` and `sha` this one shows too."""
 
-    def __init__(self, script, client):
+    def __init__(self, script, client, kept=None):
         self.registered = script
         self.client = client
         self.pool = client.connection_pool
+        self.kept = kept
 
     @property
     def script(self):
@@ -104,6 +151,8 @@ class DirectScript:
         return self._on_connection(lambda conn: _transaction(conn, packed))
 
     def _on_connection(self, work):
+        if self.kept is not None:
+            return self.kept.run(work)
         conn = self.pool.get_connection()
         try:
             return conn.retry.call_with_retry(lambda: work(conn), lambda error: conn.disconnect())
