@@ -2,7 +2,8 @@
 (mailq/affinity.py). The choice rule on its own, then real worker and web processes read
 through /proc: a thread worker's every thread on one core, a swarm's members on different
 ones, the webhook dispatcher (restarted after a kill -9 too) left to the kernel, `none`
-leaving all; `mailq web` placed alike, alone and with [web] processes = 2."""
+leaving all; `mailq web` placed alike, alone and with [web] processes = 2, and
+`mailq submission`."""
 import os
 import signal
 import time
@@ -145,6 +146,15 @@ def test_web_none_leaves_the_threads_to_the_kernel(web_ini, procs):
     wait_for('the web started', lambda: len(os.listdir(f'/proc/{web.pid}/task')) > 4)
     time.sleep(2.5)                     # past the first choice an `auto` web makes
     assert masks(web.pid) == {_listed(ALL)}
+
+
+def test_the_submission_listener_keeps_its_threads_on_one_cpu(tmp_ini, redis_url, procs):
+    ini = tmp_ini(redis={'url': redis_url},
+                  submission={'enabled': 'yes', 'port': str(free_port())})
+    listener = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'submission', '-c', ini])
+    procs.append(listener)
+    wait_for('one CPU for the listener', lambda: len(os.listdir(f'/proc/{listener.pid}/task')) > 1
+             and len(masks(listener.pid)) == 1 and masks(listener.pid) != {_listed(ALL)})
 
 
 def _listed(cpus):
