@@ -174,7 +174,10 @@ class MailStorage(RedisStorage):
         if now >= self._next_trim:
             self._next_trim = now + TRIM_EVERY
             self.store.trim()
-            self.ahead_min = self.store.workers.threads() or None
+            # Not with [smtp] max_connections: the outcome's fetch asks for the thread's
+            # session slot, and a claim sent in the same write would go on without one.
+            self.ahead_min = None if self.store.throttle.max_connections else \
+                self.store.workers.threads() or None
         return []
 
     def schedule_size(self):
