@@ -83,6 +83,7 @@ class MailStorage(RedisStorage):
         local = self._local
         claimed, upcoming = getattr(local, 'claimed', None), getattr(local, 'upcoming', None)
         local.claimed = local.upcoming = local.item = None
+        local.from_memory = False
         if self.quiet.is_set():
             busy = busy_field()
             for held in (claimed, upcoming):
@@ -93,6 +94,7 @@ class MailStorage(RedisStorage):
             return None
         busy = busy_field()
         item = claimed
+        local.from_memory = bool(claimed)
         while not item and upcoming:
             item, upcoming = self._claim(upcoming, busy)
         local.upcoming = upcoming
@@ -137,6 +139,11 @@ class MailStorage(RedisStorage):
         task, claim) or None) for the next dequeue of this thread."""
         self._local.upcoming = upcoming
         self._local.claimed = claimed
+
+    def from_memory(self):
+        """True when this thread's last dequeue was answered without Redis (the mail
+        claimed with the last outcome): it tells nothing of whether Redis is back."""
+        return getattr(self._local, 'from_memory', False)
 
     def current(self):
         """(queue, task bytes, claim) of the task this thread took last."""

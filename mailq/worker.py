@@ -45,7 +45,8 @@ class MailWorker(Worker):
                           self.max_delay)
             self.sleep()
             return
-        if MailWorker.redis_down and _flip(MailWorker, False):
+        if MailWorker.redis_down and not self.huey.storage.from_memory() and \
+                _flip(MailWorker, False):
             log.warning('Redis is reachable again; fetching resumes')
         self.delay = self.default_delay
         if task is not None:
