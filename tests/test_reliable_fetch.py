@@ -387,3 +387,28 @@ def test_a_delivery_thread_keeps_one_connection(rt, redis_client, monkeypatch):
         redis_client.client_kill_filter(_type='normal', skipme=True)   # every other client
     assert len(checkouts) <= 1
     assert [rt.store.status(i) for i in ids] == ['sent'] * 3
+
+
+def test_an_outcome_and_its_claim_after_redis_lost_its_scripts(rt, redis_client):
+    """NOSCRIPT: the script answered so, and every call after it, run again once loaded.
+    Here the claim was still loaded (another thread had used it) and ran before the
+    finish that clears the thread's busy entry: it runs again after it, so the thread
+    keeps its busy entry (its attempt is counted twice, the price of this rare case)."""
+    ids = [send(rt) for _ in range(3)]
+    _, task, _ = take(rt, 'w1')
+    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                                  then_fetch=['mailers'])
+    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    redis_client.script_flush()
+    redis_client.script_load(rt.store.scripts.claim.script)
+    recorded, fetched, claimed = rt.store.finish(
+        ids[1], item[1], 'w1', 't1', 'sent', ATTEMPT, then_fetch=['mailers'], fetch_min=0,
+        then_claim=ahead)
+    assert recorded == 1 and fetched is None and claimed[1] == ahead[1]
+    assert rt.store.status(ids[1]) == 'sent' and rt.store.status(ids[2]) == 'sending'
+    assert json.loads(redis_client.hget('mailq:busy:w1', 't1'))['id'] == ids[2]
+    assert redis_client.hget(f'mailq:m:{ids[2]}', 'attempts') == b'2'
+    redis_client.script_flush()          # neither loaded: each runs once
+    _, task, _ = claimed
+    assert rt.store.finish(ids[2], task, 'w1', 't1', 'sent', ATTEMPT)[0] == 1
+    assert not redis_client.exists('mailq:busy:w1', 'mailq:inflight:w1')

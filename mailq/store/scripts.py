@@ -186,12 +186,12 @@ class DirectScript:
 
 
 def run_together(calls):
-    """Each (DirectScript, keys, args) in order, sent in one write on one pooled
-    connection, every reply read: a thread's outcome and its next claim cost one round
-    trip. Returns each reply or exception in order. A call answered NOSCRIPT did not
-    run: the scripts are loaded and it runs again together with every call after it,
-    which may rely on it (a finish clears the thread's busy entry that the claim after
-    it writes; a claim run twice counts its attempt twice)."""
+    """Each (DirectScript, keys, args) in order, sent in one write on the first one's
+    connection (a delivery thread's kept one), every reply read: a thread's outcome and
+    its next claim cost one round trip. Returns each reply or exception in order. A call
+    answered NOSCRIPT did not run: the scripts are loaded and it runs again together
+    with every call after it, which may rely on it (a finish clears the thread's busy
+    entry that the claim after it writes; a claim run twice counts its attempt twice)."""
     def work(conn):
         replies = _send_together(conn, calls)
         first = next((n for n, r in enumerate(replies) if isinstance(r, NoScriptError)), None)
