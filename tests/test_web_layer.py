@@ -90,7 +90,7 @@ def test_the_web_starts_while_redis_refuses_writes(tmp_ini, tmp_path, caplog):
     server = TunedRedisServer('--min-replicas-to-write', '1', tmpdir=tmp_path).start()
     try:
         rt = Runtime(load(str(tmp_ini(redis={'url': server.url}))))
-        serve = web_app.bind(rt, '127.0.0.1', 0)
+        serve = web_app.bind(rt, '127.0.0.1', 0, place=False)
         serve.keywords['sockets'][0].close()
         assert 'NOREPLICAS' in caplog.text
         status, _, body = wsgi(web_app.create_app(rt), 'POST', '/api/mails',
