@@ -180,6 +180,10 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
     assert store.requeue_worker(worker) == 1
     cancelled = send(rt)
     assert service.cancel(rt, cancelled)['status'] == 'cancelled'   # cancel.lua
+    batch = service.send_batch(rt, [{'to': 'bob@example.com', 'subject': 's', 'text': 't'},
+                                    {'to': 'bob@example.com', 'subject': 's', 'text': 't',
+                                     'delay': 3600}])              # accept_batch.lua
+    assert [m['status'] for m in batch] == ['queued', 'scheduled']
     # the dashboard's actions and lists, and trimming
     assert admin.act(rt, 'scheduled', 'enqueue', [later])['done'] == 1
     assert admin.act(rt, 'dead', 'retry', everything=True)['done'] == 1
@@ -268,6 +272,87 @@ def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
     assert store.suppressions.get('bad@example.com') is None
     assert rt.scripts_run >= {'accept', 'claim', 'finish', 'cancel', 'admin_kill', 'requeue',
                               'hook_done', 'suppress'}
+
+
+def _snapshot(client, channel_messages):
+    """Every key of the Redis with its type, content and whether it expires (stream
+    entries without their ids, which hold the time), and the events published."""
+    found = {}
+    for key in sorted(client.scan_iter('*')):
+        kind = client.type(key).decode()
+        if kind == 'string':
+            value = client.get(key)
+        elif kind == 'hash':
+            value = sorted(client.hgetall(key).items())
+        elif kind == 'list':
+            value = client.lrange(key, 0, -1)
+        elif kind == 'zset':
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == 'stream':
+            value = [sorted(fields.items()) for _, fields in client.xrange(key)]
+        else:
+            value = kind
+        found[key] = (kind, value, client.ttl(key) > 0)
+    return found, channel_messages
+
+
+def _accept_twice(rt, client, monkeypatch, items):
+    """The Redis left by accept.lua a mail at a time, then by one accept_all (from an
+    emptied Redis), for the same mails, tasks and clock."""
+    from mailq import suppression
+    from mailq.store import mails as store_mails
+    monkeypatch.setattr(store_mails.time, 'time', lambda: 1_900_000_000.0)
+    states = []
+    for run in ('one by one', 'batch'):
+        client.flushall()
+        suppression.add(rt, 'gone@example.com')
+        events = client.pubsub()
+        events.subscribe(rt.keys.events)
+        events.get_message(timeout=1)
+        if run == 'one by one':
+            replies = [rt.store.accept(*item) for item in items]
+        else:
+            replies = rt.store.accept_all(items)
+        published = []
+        while (message := events.get_message(timeout=0.2)) is not None:
+            published.append(json.loads(message['data']))
+        events.close()
+        states.append((replies, _snapshot(client, published)))
+    return states
+
+
+def test_a_batch_call_stores_exactly_what_accept_stores_one_mail_at_a_time(
+        checked_hooks_rt, redis_client, monkeypatch):
+    """accept_batch.lua (Store.accept_all, several mails a call, several calls in one
+    MULTI/EXEC) leaves every key, record field, index entry, wake token, webhook event
+    and live-page event that accept.lua leaves, mail by mail: queued and scheduled
+    mails, recipients partly and wholly suppressed, an address of several mails (its
+    index moves to a zset), more mails than one call takes."""
+    from mailq.store import mails as store_mails
+    monkeypatch.setattr(store_mails, 'BATCH_CALL', 7)
+    rt = checked_hooks_rt
+    requests = []
+    for n in range(23):
+        to = ['gone@example.com'] if n % 11 == 3 else [f'r{n % 5}@example.com']
+        if n % 4 == 1:
+            to.append('GONE@example.com')
+        requests.append({'to': to, 'subject': f's{n}', 'text': 't',
+                         **({'delay': 3600} if n % 3 == 0 else {})})
+    mails = [compose(r, config=rt.config, templates=rt.templates, now=1_899_999_990.0)
+             for r in requests]
+    items = [(m, rt.new_task(m.id, m.queue), '') for m in mails]
+    (single, alone), (batched, together) = _accept_twice(rt, redis_client, monkeypatch, items)
+    assert batched == single
+    assert together == alone
+    keys, published = alone
+    assert [r.all_suppressed for r in single].count(True) == 2
+    assert sum(1 for r in single if r.suppressed and not r.all_suppressed) == 6
+    assert len(published) == 23
+    assert keys[rt.keys.wake('mailers').encode()][1] == [b"1"] * 14
+    streams = [k for k in keys if k.startswith(b'mailq:hook:')]
+    assert streams and len(keys[streams[0]][1]) == 8        # one mail.suppressed each
+    assert keys[rt.keys.queue('mailers').encode()][0] == 'list'
+    assert any(k.startswith(b'mailq:ix:rcpt:') for k in keys)
 
 
 @pytest.fixture

@@ -21,12 +21,13 @@ DAY_STAT_TTL = 200 * 86400
 # (store/search.py); well under Redis's hash-max-listpack-entries (512 by default).
 INDEX_SPILL = 256
 
-# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail,
-# and the worker's calls of each delivery (about 25 us of client CPU less a call).
-DIRECT = ('accept', 'fetch', 'claim', 'finish')
-NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
-         'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
-         'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
+# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail
+# (a batch's, many mails a call), and the worker's calls of each delivery (about 25 us of
+# client CPU less a call).
+DIRECT = ('accept', 'accept_batch', 'fetch', 'claim', 'finish')
+NAMES = ('accept', 'accept_batch', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue',
+         'cancel', 'trim', 'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter',
+         'admin_kill', 'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
          'hook_done', 'suppress', 'limit_cut', 'limit_slots', 'index_drop')
 
 
