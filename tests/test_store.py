@@ -501,6 +501,34 @@ def test_accept_reloads_its_script_and_replaces_a_closed_connection(mailq_ini, r
     assert isinstance(rt.store.scripts.accept, store_scripts.DirectScript)
 
 
+def test_a_thread_keeps_one_connection_for_accept_and_gives_it_back(mailq_ini, redis_client):
+    """accept runs on the connection its thread keeps (HeldConnection): the same one for
+    every mail of the thread, back in the pool after a failed call and when the thread
+    ends, so threads that come and go do not leave connections open."""
+    import gc
+    import threading
+    rt = Runtime(load(str(mailq_ini), environ={}))
+    pool, held = rt.redis.connection_pool, rt.store.scripts.accept.held
+    used = []
+
+    def sends():
+        for _ in range(3):
+            send(rt)
+            used.append(held.lease.conn)
+
+    thread = threading.Thread(target=sends)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert len(used) == 3 and used[0] is used[1] is used[2]
+    assert used[0] in pool._available_connections and not pool._in_use_connections
+    assert send(rt) and held.lease.conn in pool._in_use_connections
+    with pytest.raises(redis.ResponseError):
+        rt.store.scripts.accept(keys=[], args=[])       # accept.lua fails without KEYS
+    assert held.lease is None and not pool._in_use_connections
+    assert rt.store.get(send(rt)).status == 'queued'
+
+
 def test_a_held_mail_cancelled_or_deleted_leaves_the_held_set_at_once(checked_limits_rt,
                                                                        redis_client):
     """Not at the next tick: cancel.lua and admin_delete.lua take it off the held set

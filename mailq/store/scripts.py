@@ -4,8 +4,11 @@ Every key a script touches comes in through KEYS, built by keys.py. The
 constants the scripts share with Python are defined here, once, and written
 into the header of every script.
 """
+import os
+import threading
 from importlib import resources
 
+from redis import exceptions as redis_exceptions
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
 try:
@@ -25,6 +28,9 @@ INDEX_SPILL = 256
 # (a batch's, many mails a call), and the worker's calls of each delivery (about 25 us of
 # client CPU less a call).
 DIRECT = ('accept', 'accept_batch', 'fetch', 'claim', 'finish')
+# Of those, the ones run on a connection each thread keeps (HeldConnection): `mailq.send()`
+# and POST /api/mails wait for accept alone.
+HELD = ('accept',)
 NAMES = ('accept', 'accept_batch', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue',
          'cancel', 'trim', 'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter',
          'admin_kill', 'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
@@ -44,9 +50,62 @@ class Scripts:
     """Every script registered on one client: `scripts.finish(keys=..., args=...)`."""
 
     def __init__(self, client):
+        held = HeldConnection(client.connection_pool)
         for name in NAMES:
             script = client.register_script(source(name))
-            setattr(self, name, DirectScript(script, client) if name in DIRECT else script)
+            if name in DIRECT:
+                script = DirectScript(script, client, held if name in HELD else None)
+            setattr(self, name, script)
+
+
+class HeldConnection(threading.local):
+    """The pooled connection each thread keeps for its calls of a script: to take one
+    from redis-py's pool and give it back costs about 12 us a call (a lock, a poll for
+    stray bytes, four observability counters), a tenth of a whole `mailq.send()`. It
+    goes back to the pool, which checks it before lending it again, after any failure
+    and when the thread ends; a forked child takes one of its own."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.lease = None
+
+    def get(self):
+        """The thread's connection, ready to send: one the server closed meanwhile (a
+        restart, its idle `timeout`) is connected again first, as the pool would."""
+        lease = self.lease
+        if lease is None or lease.pid != os.getpid():
+            lease = self.lease = _Lease(self.pool)
+            return lease.conn
+        conn = lease.conn
+        try:
+            stale = conn.can_read()
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()
+            conn.connect()
+        return conn
+
+    def drop(self):
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.give_back()
+
+
+class _Lease:
+    """One connection out of the pool, given back when dropped (by the process that took
+    it: a forked child's pool has started afresh)."""
+
+    def __init__(self, pool):
+        self.pool, self.pid = pool, os.getpid()
+        self.conn = pool.get_connection()
+
+    def give_back(self):
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            self.pool.release(conn)
+
+    __del__ = give_back
 
 
 class DirectScript:
@@ -56,10 +115,11 @@ class DirectScript:
     a call. Calls on any other client (a pipeline, the bench's recorder) go through
     redis-py's Script, whose `script` and `sha` this one shows too."""
 
-    def __init__(self, script, client):
+    def __init__(self, script, client, held=None):
         self.registered = script
         self.client = client
         self.pool = client.connection_pool
+        self.held = held
 
     @property
     def script(self):
@@ -105,11 +165,21 @@ class DirectScript:
         return self._on_connection(lambda conn: _transaction(conn, packed))
 
     def _on_connection(self, work):
+        if self.held is not None:
+            return self._on_held(work)
         conn = self.pool.get_connection()
         try:
             return conn.retry.call_with_retry(lambda: work(conn), lambda error: conn.disconnect())
         finally:
             self.pool.release(conn)
+
+    def _on_held(self, work):
+        conn = self.held.get()
+        try:
+            return conn.retry.call_with_retry(lambda: work(conn), lambda error: conn.disconnect())
+        except BaseException:
+            self.held.drop()
+            raise
 
     def _run(self, conn, keys, args):
         try:
