@@ -97,7 +97,7 @@ class _Lease:
     it: a forked child's pool has started afresh)."""
 
     def __init__(self, pool):
-        self.pool, self.pid = pool, os.getpid()
+        self.pool, self.pid, self.conn = pool, os.getpid(), None   # if the next line raises
         self.conn = pool.get_connection()
 
     def give_back(self):
