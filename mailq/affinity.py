@@ -1,24 +1,25 @@
-"""Keeps a worker process's threads on one CPU: the least busy one, chosen again as load moves.
+"""Keeps a worker or web process's threads on one CPU: the least busy one, chosen again
+as load moves.
 
 A Python process runs Python on one core at a time (the GIL). Left to the kernel, a
 threaded worker's threads spread over every core, and each hand-over of the GIL
 wakes a thread on another core. On a 2-core box that cost the worker about half its
-CPU per mail (docs/benchmark.md, "One core a worker process"). Kept on one core, the
-threads hand the GIL over there, and Redis and the rest have the other cores.
+CPU per mail, and waitress about a quarter of its CPU per request (docs/benchmark.md,
+"One core a worker process"). Kept on one core, the threads hand the GIL over there,
+and Redis and the rest have the other cores.
 
 The core is the least busy of those the process may use (its affinity mask, which a
 container's cpuset narrows), counted from /proc/stat over the last interval with
 this process's own use left out. It is chosen again every INTERVAL seconds (with
-jitter), so workers that cannot see each other (in separate containers, say) spread
+jitter), so processes that cannot see each other (in separate containers, say) spread
 out, and a core another program takes over is left. Nothing is done with
-`[worker] cpu_affinity = none`, a one-core mask, or without sched_setaffinity.
+`cpu_affinity = none` ([worker] or [web]), a one-core mask, or without sched_setaffinity.
 """
 import logging
 import os
 import random
 import threading
 
-log = logging.getLogger('mailq.worker')
 FIRST = 0.25            # seconds of /proc/stat the first choice is made on
 INTERVAL = 10.0
 MARGIN = 0.15           # move only to a core this share of a core less busy
@@ -69,12 +70,15 @@ def choose(others, current, seconds):
 
 
 class Placer:
-    """The thread that keeps this process on its chosen core (start/stop)."""
+    """The thread that keeps this process on its chosen core (start/stop). `role` is the
+    config section and logger name: 'worker' or 'web'."""
 
-    def __init__(self, setting, member=None):
+    def __init__(self, setting, member=None, role='worker'):
         self.allowed = sorted(START_MASK or ())
         self.on = setting == 'auto' and len(self.allowed) > 1
         self.member = member        # a swarm member's index: its first core, one each
+        self.role = role
+        self.log = logging.getLogger(f'mailq.{role}')
         self.cpu = None
         self.stopping = threading.Event()
 
@@ -100,7 +104,8 @@ class Placer:
                 before, own = after, own_now
                 wait = INTERVAL * random.uniform(0.8, 1.2)
         except OSError as exc:              # no /proc, or a mask we may not set
-            log.warning('worker: cannot choose a CPU (%s); the kernel places its threads', exc)
+            self.log.warning('%s: cannot choose a CPU (%s); the kernel places its threads',
+                             self.role, exc)
 
     def _place(self, cpu):
         """Every thread onto `cpu` (affinity is per thread; new ones inherit it)."""
@@ -110,8 +115,8 @@ class Placer:
             except ProcessLookupError:      # a thread that has just ended
                 pass
         if cpu != self.cpu:
-            (log.info if self.cpu is None else log.debug)(
-                'worker: its threads run on CPU %d of %s (the GIL runs one at a time; '
-                '[worker] cpu_affinity = none leaves this to the kernel)',
-                cpu, ','.join(map(str, self.allowed)))
+            (self.log.info if self.cpu is None else self.log.debug)(
+                '%s: its threads run on CPU %d of %s (the GIL runs one at a time; '
+                '[%s] cpu_affinity = none leaves this to the kernel)',
+                self.role, cpu, ','.join(map(str, self.allowed)), self.role)
         self.cpu = cpu

@@ -351,13 +351,15 @@ class WebConfig:
     backlog: int = 1024
     trusted_proxy: str = ''         # whose X-Forwarded-Proto is believed
     event_streams: int = 4          # live pages (GET /api/events) at once; each holds a thread
+    cpu_affinity: str = 'auto'      # a web process's threads on one CPU (affinity.py)
 
     _parse = {'host': _str, 'port': _int(1, 65535), 'username': _str, 'password': _str,
               'api_token': _str, 'threads': _int(1, 256), 'processes': _int(1, 64),
               'secret': _secret, 'allowed_hosts': _host_list,
               'connection_limit': _int(10, 100000), 'channel_timeout': _float(1),
               'cleanup_interval': _float(0.5), 'backlog': _int(1, 65535),
-              'trusted_proxy': _str, 'event_streams': _int(0, 255)}
+              'trusted_proxy': _str, 'event_streams': _int(0, 255),
+              'cpu_affinity': _choice('auto', 'none')}
 
     @property
     def has_auth(self):
@@ -510,10 +512,11 @@ class SubmissionConfig:
     tls_cert: object = None
     tls_key: object = None
     max_message_bytes: int = 10 * 1024 * 1024
+    cpu_affinity: str = 'auto'      # `mailq submission`'s threads on one CPU (affinity.py)
 
     _parse = {'enabled': _bool, 'host': _str, 'port': _int(0, 65535), 'username': _str,
               'password': _str, 'tls_cert': _path, 'tls_key': _path,
-              'max_message_bytes': _int(1024)}
+              'max_message_bytes': _int(1024), 'cpu_affinity': _choice('auto', 'none')}
 
     @property
     def has_auth(self):

@@ -18,7 +18,7 @@ def run_all(config, host=None, port=None, workers=None, queues=None, worker_type
     say_once = _SayOnce(PERSISTENCE_WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(say_once)
-    serve = bind(Runtime(one_web_process(config)), host, port)
+    serve = bind(Runtime(one_web_process(config)), host, port, place=False)   # the worker places
     listener = _submission(config)
     threading.Thread(target=serve, name='mailq-web', daemon=True).start()
     try:

@@ -1,7 +1,9 @@
-"""[worker] cpu_affinity: a worker process keeps its threads on one CPU (mailq/affinity.py).
-The choice rule on its own, then real worker processes read through /proc: a thread
-worker's every thread on one core, a swarm's members on different ones, the webhook
-dispatcher (restarted after a kill -9 too) left to the kernel, and `none` leaving all."""
+"""[worker] and [web] cpu_affinity: a worker or web process keeps its threads on one CPU
+(mailq/affinity.py). The choice rule on its own, then real worker and web processes read
+through /proc: a thread worker's every thread on one core, a swarm's members on different
+ones, the webhook dispatcher (restarted after a kill -9 too) left to the kernel, `none`
+leaving all; `mailq web` placed alike, alone and with [web] processes = 2, and
+`mailq submission`."""
 import os
 import signal
 import time
@@ -10,7 +12,7 @@ import pytest
 
 from mailq.affinity import MARGIN, TICKS, choose
 from support.mailq_app import start_worker
-from support.procs import children, free_port, stop_process
+from support.procs import PYTHON, REPO_ROOT, children, free_port, start_process, stop_process
 
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs 2 CPUs')
 ALL = ','.join(map(str, sorted(os.sched_getaffinity(0))))
@@ -103,6 +105,56 @@ def test_none_leaves_the_threads_to_the_kernel(ini, procs):
     wait_for('the worker started', lambda: len(os.listdir(f'/proc/{worker.pid}/task')) > 4)
     time.sleep(2.5)                     # past the first choice an `auto` worker makes
     assert masks(worker.pid) == {_listed(ALL)}
+
+
+@pytest.fixture
+def web_ini(tmp_ini, redis_url):
+    def make(**web):
+        return tmp_ini(redis={'url': redis_url},
+                       web={'host': '127.0.0.1', 'port': str(free_port()), **web})
+    return make
+
+
+def start_web(ini):
+    return start_process([PYTHON, REPO_ROOT / 'mailq.py', 'web', '-c', ini])
+
+
+def test_a_web_process_keeps_every_thread_on_one_cpu(web_ini, procs):
+    web = start_web(web_ini())
+    procs.append(web)
+    wait_for('one CPU for every web thread', lambda: len(os.listdir(f'/proc/{web.pid}/task')) > 4
+             and len(masks(web.pid)) == 1 and masks(web.pid) != {_listed(ALL)})
+
+
+def test_web_processes_each_take_their_own_cpu(web_ini, procs):
+    web = start_web(web_ini(processes='2'))
+    procs.append(web)
+    members = []
+
+    def placed():
+        members[:] = [m for m in children(web.pid) if len(masks(m)) == 1
+                      and masks(m) != {_listed(ALL)}]
+        return len(members) == 2
+    wait_for('two web processes each on one CPU', placed)
+    assert masks(members[0]) != masks(members[1])
+    assert masks(web.pid) == {_listed(ALL)}         # the parent that forks them is not placed
+
+
+def test_web_none_leaves_the_threads_to_the_kernel(web_ini, procs):
+    web = start_web(web_ini(cpu_affinity='none'))
+    procs.append(web)
+    wait_for('the web started', lambda: len(os.listdir(f'/proc/{web.pid}/task')) > 4)
+    time.sleep(2.5)                     # past the first choice an `auto` web makes
+    assert masks(web.pid) == {_listed(ALL)}
+
+
+def test_the_submission_listener_keeps_its_threads_on_one_cpu(tmp_ini, redis_url, procs):
+    ini = tmp_ini(redis={'url': redis_url},
+                  submission={'enabled': 'yes', 'port': str(free_port())})
+    listener = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'submission', '-c', ini])
+    procs.append(listener)
+    wait_for('one CPU for the listener', lambda: len(os.listdir(f'/proc/{listener.pid}/task')) > 1
+             and len(masks(listener.pid)) == 1 and masks(listener.pid) != {_listed(ALL)})
 
 
 def _listed(cpus):

@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 
+from ..affinity import Placer
 from ..errors import ConfigError
 from ..web.app import is_loopback
 from .accepter import Accepter
@@ -67,7 +68,9 @@ def _socket(config):
 def bind(rt, main_thread=True):
     """Check the policy and bind now (a bad address fails in the caller as a config
     error); return the Serving that serves until stopped (its stop(), or SIGTERM/SIGINT
-    when `main_thread`)."""
+    when `main_thread`). With `main_thread` the process is the listener's own, and it
+    keeps its threads on one CPU ([submission] cpu_affinity); in `mailq run` the worker
+    places them."""
     config = rt.config
     sub = check_bind(config)
     try:
@@ -102,13 +105,16 @@ def bind(rt, main_thread=True):
         counters = Counters(rt.store)
         handler = Handler(rt, accepter, counters, advertise_auth=sub.has_auth)
         server = await loop.create_server(lambda: protocol(handler, counters), sock=sock)
+        placer = Placer(sub.cpu_affinity if main_thread else 'none', role='submission')
         if main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, _on_signal, sig, stop)
         flusher = asyncio.create_task(_flush(counters, executor))
+        placer.start()
         try:
             await stop.wait()
         finally:
+            placer.stop()
             log.info('submission listener stopping')
             server.close()
             flusher.cancel()

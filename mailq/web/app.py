@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import bottle
 import redis
 
+from ..affinity import Placer
 from ..errors import ConfigError
 from ..redisconn import is_outage, outage_text, persistence_warning
 from . import (admin_api, api, cron_api, dashboard, events, metrics_route, openapi, security,
@@ -209,11 +210,12 @@ def _json_server_errors():
 
 
 def serve_wsgi(app, config):
-    """Serve any WSGI app on [web] host and port with mailq's server options, in one
-    process (the bench's minimal app, its ceiling of an HTTP enqueue)."""
+    """Serve any WSGI app on [web] host and port with mailq's server options and CPU
+    placement, in one process (the bench's minimal app, its ceiling of an HTTP enqueue)."""
     import waitress
-    waitress.serve(app, host=config.web.host, port=config.web.port,
-                   **server_options(config.web, config.limits))
+    _placed(config.web, None, functools.partial(
+        waitress.serve, app, host=config.web.host, port=config.web.port,
+        **server_options(config.web, config.limits)))
 
 
 def serve(rt, host=None, port=None, threads=None):
@@ -259,9 +261,20 @@ def _host_warning(web, listen):
                     'header: list the names clients use in [web] allowed_hosts', listen.host)
 
 
-def bind(rt, host=None, port=None, threads=None):
+def _placed(web, member, serve):
+    """Run `serve` with this process's threads kept on one CPU ([web] cpu_affinity)."""
+    placer = Placer(web.cpu_affinity, member, role='web').start()
+    try:
+        return serve()
+    finally:
+        placer.stop()
+
+
+def bind(rt, host=None, port=None, threads=None, place=True):
     """Check and bind the address now, so a bad or busy one fails in the caller's thread
-    as a config error; return the function that serves until interrupted."""
+    as a config error; return the function that serves until interrupted. Without
+    `place` the caller places the process (`mailq run`: the worker places its threads,
+    the web's among them)."""
     import waitress
     web = rt.config.web
     listen = check_bind(rt.config, host, port)
@@ -274,8 +287,9 @@ def bind(rt, host=None, port=None, threads=None):
         return _swarm(rt, listen, web.processes, options)
     sock = listen.socket(reuse=False)
     log.info('web listening on http://%s:%s/', listen.host, sock.getsockname()[1])
-    return functools.partial(waitress.serve, create_app(rt, listen.host), sockets=[sock],
-                             **options)
+    serve = functools.partial(waitress.serve, create_app(rt, listen.host), sockets=[sock],
+                              **options)
+    return functools.partial(_placed, web, None, serve) if place else serve
 
 
 def _swarm(rt, listen, processes, options):
@@ -294,8 +308,9 @@ def _swarm(rt, listen, processes, options):
 
     def child(index):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        waitress.serve(create_app(rt, listen.host), sockets=[listen.socket()],
-                       **options)
+        _placed(rt.config.web, index, functools.partial(
+            waitress.serve, create_app(rt, listen.host), sockets=[listen.socket()],
+            **options))
 
     def run():
         try:
