@@ -180,6 +180,10 @@ def test_every_script_touches_only_the_keys_in_keys(checked_rt, redis_client):
     assert store.requeue_worker(worker) == 1
     cancelled = send(rt)
     assert service.cancel(rt, cancelled)['status'] == 'cancelled'   # cancel.lua
+    batch = service.send_batch(rt, [{'to': 'bob@example.com', 'subject': 's', 'text': 't'},
+                                    {'to': 'bob@example.com', 'subject': 's', 'text': 't',
+                                     'delay': 3600}])              # accept_batch.lua
+    assert [m['status'] for m in batch] == ['queued', 'scheduled']
     # the dashboard's actions and lists, and trimming
     assert admin.act(rt, 'scheduled', 'enqueue', [later])['done'] == 1
     assert admin.act(rt, 'dead', 'retry', everything=True)['done'] == 1
@@ -268,6 +272,91 @@ def test_with_webhooks_and_suppressions_every_script_touches_only_its_keys(
     assert store.suppressions.get('bad@example.com') is None
     assert rt.scripts_run >= {'accept', 'claim', 'finish', 'cancel', 'admin_kill', 'requeue',
                               'hook_done', 'suppress'}
+
+
+def _snapshot(client, channel_messages):
+    """Every key of the Redis with its type, content and whether it expires (stream
+    entries without their ids, which hold the time), and the events published."""
+    found = {}
+    for key in sorted(client.scan_iter('*')):
+        kind = client.type(key).decode()
+        if kind == 'string':
+            value = client.get(key)
+        elif kind == 'hash':
+            value = sorted(client.hgetall(key).items())
+        elif kind == 'list':
+            value = client.lrange(key, 0, -1)
+        elif kind == 'zset':
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == 'stream':
+            value = [sorted(fields.items()) for _, fields in client.xrange(key)]
+        else:
+            value = kind
+        found[key] = (kind, value, client.ttl(key) > 0)
+    return found, channel_messages
+
+
+def _accept_twice(rt, client, monkeypatch, items):
+    """The Redis left by accept.lua a mail at a time, then by one accept_all (from an
+    emptied Redis), for the same mails, tasks and clock."""
+    from mailq import suppression
+    from mailq.store import mails as store_mails
+    monkeypatch.setattr(store_mails.time, 'time', lambda: 1_900_000_000.0)
+    states = []
+    for run in ('one by one', 'batch'):
+        client.flushall()
+        suppression.add(rt, 'gone@example.com')
+        events = client.pubsub()
+        events.subscribe(rt.keys.events)
+        events.get_message(timeout=1)
+        if run == 'one by one':
+            replies = [rt.store.accept(*item) for item in items]
+        else:
+            replies = rt.store.accept_all(items)
+        published = []
+        while (message := events.get_message(timeout=0.2)) is not None:
+            published.append(json.loads(message['data']))
+        events.close()
+        states.append((replies, _snapshot(client, published)))
+    return states
+
+
+@pytest.mark.parametrize('packer', ['hiredis', 'redis-py'])
+def test_a_batch_call_stores_exactly_what_accept_stores_one_mail_at_a_time(
+        checked_hooks_rt, redis_client, monkeypatch, packer):
+    """accept_batch.lua (Store.accept_all, several mails a call, several calls in one
+    MULTI/EXEC) leaves every key, record field, index entry, wake token, webhook event
+    and live-page event that accept.lua leaves, mail by mail: queued and scheduled
+    mails, recipients partly and wholly suppressed, an address of several mails (its
+    index moves to a zset), more mails than one call takes; packed by hiredis or, as in
+    dist/mailq.pyz, by redis-py."""
+    from mailq.store import mails as store_mails
+    monkeypatch.setattr(store_mails, 'BATCH_CALL', 7)
+    if packer == 'redis-py':        # dist/mailq.pyz: no hiredis, redis-py's pipeline
+        monkeypatch.setattr(store_scripts, 'pack_command', None)
+    rt = checked_hooks_rt
+    requests = []
+    for n in range(23):
+        to = ['gone@example.com'] if n % 11 == 3 else [f'r{n % 5}@example.com']
+        if n % 4 == 1:
+            to.append('GONE@example.com')
+        requests.append({'to': to, 'subject': f's{n}', 'text': 't',
+                         **({'delay': 3600} if n % 3 == 0 else {})})
+    mails = [compose(r, config=rt.config, templates=rt.templates, now=1_899_999_990.0)
+             for r in requests]
+    items = [(m, rt.new_task(m.id, m.queue), '') for m in mails]
+    (single, alone), (batched, together) = _accept_twice(rt, redis_client, monkeypatch, items)
+    assert batched == single
+    assert together == alone
+    keys, published = alone
+    assert [r.all_suppressed for r in single].count(True) == 2
+    assert sum(1 for r in single if r.suppressed and not r.all_suppressed) == 6
+    assert len(published) == 23
+    assert keys[rt.keys.wake('mailers').encode()][1] == [b"1"] * 14
+    streams = [k for k in keys if k.startswith(b'mailq:hook:')]
+    assert streams and len(keys[streams[0]][1]) == 8        # one mail.suppressed each
+    assert keys[rt.keys.queue('mailers').encode()][0] == 'list'
+    assert any(k.startswith(b'mailq:ix:rcpt:') for k in keys)
 
 
 @pytest.fixture
@@ -414,6 +503,34 @@ def test_accept_reloads_its_script_and_replaces_a_closed_connection(mailq_ini, r
     ids.append(send(rt))                        # its pooled connection was closed
     assert [rt.store.get(i).status for i in ids] == ['queued'] * 3
     assert isinstance(rt.store.scripts.accept, store_scripts.DirectScript)
+
+
+def test_a_thread_keeps_one_connection_for_accept_and_gives_it_back(mailq_ini, redis_client):
+    """accept runs on the connection its thread keeps (KeptConnections): the same one for
+    every mail of the thread, back in the pool after a failed call and when the thread
+    ends, so threads that come and go do not leave connections open."""
+    import gc
+    import threading
+    rt = Runtime(load(str(mailq_ini), environ={}))
+    pool, held = rt.redis.connection_pool, rt.store.scripts.accept.kept
+    used = []
+
+    def sends():
+        for _ in range(3):
+            send(rt)
+            used.append(held.lease.conn)
+
+    thread = threading.Thread(target=sends)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert len(used) == 3 and used[0] is used[1] is used[2]
+    assert used[0] in pool._available_connections and not pool._in_use_connections
+    assert send(rt) and held.lease.conn in pool._in_use_connections
+    with pytest.raises(redis.ResponseError):
+        rt.store.scripts.accept(keys=[], args=[])       # accept.lua fails without KEYS
+    assert held.lease is None and not pool._in_use_connections
+    assert rt.store.get(send(rt)).status == 'queued'
 
 
 def test_a_held_mail_cancelled_or_deleted_leaves_the_held_set_at_once(checked_limits_rt,

@@ -40,6 +40,10 @@ MAX_INTERRUPTIONS = 10
 # Stale tasks one fetch may step over before it answers "nothing for now".
 MAX_STALE = 1000
 CHUNK = 1000
+# Mails a call of accept_batch.lua stores (a larger batch is several calls in one
+# MULTI/EXEC): enough that the call's own cost is spread thin; calls of 100 took Redis
+# more a mail (33.5 us at 10 or 25, 39.7 at 100: medians of 11 rounds, box loaded).
+BATCH_CALL = 25
 # What take() answers when every session slot of the relay is another thread's.
 NO_SLOT = 'noslot'
 
@@ -173,8 +177,10 @@ class Store:
         idem = [self.keys.idempotency(m.idempotency_key) for m, _, _ in items
                 if m.idempotency_key]
         if not idem:        # nothing to WATCH: one MULTI/EXEC packed by hiredis
-            calls = [self._accept_call(*item) for item in items]
-            return [accepted(reply) for reply in self.scripts.accept.run_all(calls)]
+            calls = [batch_call([self._accept_call(*item) for item in items[i:i + BATCH_CALL]])
+                     for i in range(0, len(items), BATCH_CALL)]
+            return [accepted(reply) for replies in self.scripts.accept_batch.run_all(calls)
+                    for reply in replies]
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -540,6 +546,17 @@ class Store:
                 script_keys += [keys.record(mail_id), keys.queue(queue), keys.wake(queue)]
                 args += [mail_id, queue, new_task(mail_id, queue)]
         return [i.decode() for i in self.scripts.admin_enqueue(keys=script_keys, args=args)]
+
+
+def batch_call(calls):
+    """The KEYS and ARGV of accept_batch.lua for the (KEYS, ARGV) of accept.lua of each
+    mail."""
+    keys, counts, args = [], [len(calls)], []
+    for mail_keys, mail_args in calls:
+        keys += mail_keys
+        args += mail_args
+        counts += (len(mail_keys), len(mail_args))
+    return keys, counts + args
 
 
 def reused_key(key, used_by):

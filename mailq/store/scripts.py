@@ -4,11 +4,13 @@ Every key a script touches comes in through KEYS, built by keys.py. The
 constants the scripts share with Python are defined here, once, and written
 into the header of every script.
 """
+import os
 import threading
 from importlib import resources
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
     from hiredis import pack_command
@@ -23,14 +25,16 @@ DAY_STAT_TTL = 200 * 86400
 # (store/search.py); well under Redis's hash-max-listpack-entries (512 by default).
 INDEX_SPILL = 256
 
-# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail,
-# and the worker's calls of each delivery (about 25 us of client CPU less a call).
-DIRECT = ('accept', 'fetch', 'claim', 'finish')
-# ... of which these run on a connection each delivery thread keeps (KeptConnections).
-KEPT = ('fetch', 'claim', 'finish')
-NAMES = ('accept', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue', 'cancel', 'trim',
-         'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter', 'admin_kill',
-         'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
+# Called on a pooled connection directly (DirectScript): the API's one Redis call a mail
+# (a batch's, many mails a call), and the worker's calls of each delivery (about 25 us of
+# client CPU less a call).
+DIRECT = ('accept', 'accept_batch', 'fetch', 'claim', 'finish')
+# ... of which these run on a connection each thread keeps (KeptConnections): the one call
+# `mailq.send()` and POST /api/mails wait for, and the delivery threads' calls.
+KEPT = ('accept', 'fetch', 'claim', 'finish')
+NAMES = ('accept', 'accept_batch', 'fetch', 'claim', 'finish', 'release', 'due', 'requeue',
+         'cancel', 'trim', 'admin_clear', 'admin_delete', 'admin_enqueue', 'admin_filter',
+         'admin_kill', 'cron_claim', 'cron_finish', 'cron_reclaim', 'cron_resume', 'cron_skip',
          'hook_done', 'suppress', 'limit_cut', 'limit_slots', 'index_drop')
 
 
@@ -50,48 +54,80 @@ class Scripts:
         kept = KeptConnections(client.connection_pool)
         for name in NAMES:
             script = client.register_script(source(name))
-            setattr(self, name, DirectScript(script, client, kept if name in KEPT else None)
-                    if name in DIRECT else script)
+            if name in DIRECT:
+                script = DirectScript(script, client, kept if name in KEPT else None)
+            setattr(self, name, script)
 
 
-class KeptConnections:
-    """One connection a thread, taken from the pool once and kept, for the delivery
-    threads' calls: a pool checkout costs a lock, redis-py's connection-count records and
-    a poll of the socket each time. A kept connection must still follow a Sentinel
-    failover. Dropped after an error, redis-py's send_packed_command would reconnect it
-    to the address it last had (the dead master): only connect(), which the pool calls at
-    every checkout, asks the Sentinels. So connect() comes first on every use (a no-op
-    while connected), and a connection the pool no longer owns (the master moved, or a
-    fork) goes back to it and a fresh one is taken."""
+class KeptConnections(threading.local):
+    """The pooled connection each thread keeps for its calls of the hot scripts: taking
+    one from redis-py's pool and giving it back costs about 12 us a call (a lock, a poll
+    for stray bytes, four observability counters), a tenth of a `mailq.send()`.
+
+    It must behave as a checkout would. Kept after an error, redis-py's
+    send_packed_command would reconnect it to the address it last had (a dead Sentinel
+    master): only connect(), which the pool calls at every checkout, asks the Sentinels.
+    So after any failure it goes back to the pool, and so it does when the pool no longer
+    owns it (the master moved) and when its thread ends; a forked child takes its own.
+    Each use first checks, as a checkout does, that Redis has not closed it meanwhile
+    (a restart, CLIENT KILL, its idle `timeout`), and connects it again if so."""
 
     def __init__(self, pool):
         self.pool = pool
-        self.local = threading.local()
+        self.lease = None
 
     def get(self):
-        conn = getattr(self.local, 'conn', None)
-        if conn is not None and not self.pool.owns_connection(conn):
-            self.pool.release(conn)      # disconnected and forgotten by the pool
-            conn = None
-        if conn is None:
-            conn = self.local.conn = self.pool.get_connection()
-        else:
-            conn.connect()
+        lease = self.lease
+        if lease is None or not lease.usable():
+            self.drop()
+            lease = self.lease = _Lease(self.pool)
+            return lease.conn
+        conn = lease.conn
+        if _closed_meanwhile(conn):
+            conn.disconnect()
+            conn.connect()              # through the Sentinels, like a checkout
         return conn
 
     def run(self, work):
-        """work(conn) on this thread's connection, with its retry policy. One closed under
-        it since its last call (Redis restarted, CLIENT KILL) fails at once: the pool finds
-        that at checkout, so here the work runs once more, on a new connection."""
-        for last in (False, True):
-            conn = self.get()
-            try:
-                return conn.retry.call_with_retry(lambda: work(conn),
-                                                  lambda error: conn.disconnect())
-            except RedisConnectionError:
-                conn.disconnect()
-                if last:
-                    raise
+        """work(conn) on this thread's connection, with the connection's retry policy."""
+        conn = self.get()
+        try:
+            return conn.retry.call_with_retry(lambda: work(conn), lambda error: conn.disconnect())
+        except BaseException:
+            self.drop()
+            raise
+
+    def drop(self):
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.give_back()
+
+
+class _Lease:
+    """One connection out of the pool, given back when dropped or forgotten (by the
+    process that took it: a forked child's pool has started afresh)."""
+
+    def __init__(self, pool):
+        self.pool, self.pid, self.conn = pool, os.getpid(), None   # if the next line raises
+        self.conn = pool.get_connection()
+
+    def usable(self):
+        return self.pid == os.getpid() and self.pool.owns_connection(self.conn)
+
+    def give_back(self):
+        conn, self.conn = self.conn, None
+        if conn is not None and self.pid == os.getpid():
+            self.pool.release(conn)
+
+    __del__ = give_back
+
+
+def _closed_meanwhile(conn):
+    """Has Redis closed (or written to) this idle connection since its last reply?"""
+    try:
+        return conn.can_read()
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return True
 
 
 class DirectScript:

@@ -9,8 +9,10 @@ local function push_task(queue, wake, task, first)
   else
     redis.call('LPUSH', queue, task)
   end
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, WAKE_LEN - 1)
+  -- a full list stays as it is: a push and a trim back to WAKE_LEN would leave it so too
+  if redis.call('LLEN', wake) < WAKE_LEN then
+    redis.call('LPUSH', wake, '1')
+  end
 end
 
 -- Note a delivery attempt (JSON): at the end of the mail's attempt log list if it has
@@ -199,4 +201,73 @@ local function session_slot(slots, holder, max, now, lease)
     return true
   end
   return false
+end
+
+-- Store one new mail: the step of accept.lua, and of accept_batch.lua for each mail of a
+-- batch. Its KEYS are KEYS[kb + 1 ..] and its ARGV ARGV[ab + 1 .. last], in the order
+-- accept.lua describes. Returns accept.lua's reply.
+local function accept_mail(kb, ab, last)
+  local record = KEYS[kb + 1]
+  local idem = KEYS[kb + 2]
+  local target = KEYS[kb + 3]
+  local body = KEYS[kb + 7]
+  local id, mode, task, now = ARGV[ab + 1], ARGV[ab + 3], ARGV[ab + 5], ARGV[ab + 6]
+  if idem ~= '' then
+    local existing = redis.call('GET', idem)
+    if existing then
+      return {0, existing, ''}
+    end
+    redis.call('SET', idem, id, 'EX', ARGV[ab + 2])
+  end
+  local n = tonumber(ARGV[ab + 9])
+  local m = tonumber(ARGV[ab + 10 + n])
+  local first = ab + 11 + n + m
+  local suppressed, all = {}, false
+  if redis.call('EXISTS', KEYS[kb + 5]) == 1 then
+    for i = first, last, 2 do
+      if ARGV[i] == 'rcpts' then
+        suppressed = suppressed_among(KEYS[kb + 5], ARGV[i + 1], now)
+        if #suppressed > 0 then
+          local gone, left = {}, {}
+          for _, addr in ipairs(suppressed) do gone[addr] = true end
+          for _, addr in ipairs(cjson.decode(ARGV[i + 1])) do
+            if not gone[addr] then left[#left + 1] = addr end
+          end
+          if #left > 0 then ARGV[i + 1] = cjson.encode(left) else all = true end
+        end
+        break
+      end
+    end
+  end
+  redis.call('HSET', record, unpack(ARGV, first, last))
+  redis.call('SET', body, ARGV[ab + 8])
+  for i = 0, m - 1 do
+    local k = kb + 8 + n + 3 * i
+    index_add(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[ab + 11 + n + i], id, now)
+  end
+  local status = all and 'suppressed' or (mode == 'queue' and 'queued' or 'scheduled')
+  redis.call('PUBLISH', KEYS[kb + 6], cjson.encode({type = 'mail', id = id, status = status,
+                                                    new = true}))
+  if not all then
+    if mode == 'queue' then
+      push_task(target, KEYS[kb + 4], task, false)
+    else
+      redis.call('ZADD', target, ARGV[ab + 4], task)
+    end
+  end
+  if #suppressed == 0 then
+    return {1, id, ''}
+  end
+  local listed = cjson.encode(suppressed)
+  redis.call('HSET', record, 'suppressed', listed)
+  if all then
+    redis.call('HSET', record, 'status', 'suppressed', 'finished_at', now,
+               'last_error', 'every recipient is on the suppression list')
+    if tonumber(ARGV[ab + 7]) > 0 then
+      redis.call('EXPIRE', record, ARGV[ab + 7])
+      redis.call('EXPIRE', body, ARGV[ab + 7])
+    end
+  end
+  emit('mail.suppressed', record, now, {'recipients_suppressed', listed}, kb + 7, ab + 9, n)
+  return {1, id, listed, all and 1 or 0}
 end
