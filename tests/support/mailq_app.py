@@ -53,8 +53,16 @@ class WebApp:
         return self.request('GET', path, **kw)
 
     def close(self):
+        """Its threads end first: a live stream's thread that outlived the server would
+        write its wake-up byte to the server's closed trigger pipe, whose descriptor
+        number may by then be a Redis connection's (seen: 'unknown command xx*2')."""
         self.closing = True
-        self.server.close()
+        dispatcher = self.server.task_dispatcher
+        dispatcher.shutdown(timeout=10)
+        if dispatcher.threads:          # a stream still open: its pipe stays open too
+            waitress.wasyncore.dispatcher.close(self.server)
+        else:
+            self.server.close()
 
 
 def _parse(resp):
