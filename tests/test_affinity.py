@@ -88,15 +88,21 @@ def test_a_thread_worker_keeps_every_thread_on_one_cpu_and_its_dispatcher_on_all
 def test_a_swarm_puts_its_members_on_different_cpus(ini, procs):
     worker = start_worker(ini(), '-w', '4', '-k', 'process')
     procs.append(worker)
+    first, second = two_placed_children(worker.pid)
+    assert masks(first) != masks(second)
+    assert masks(worker.pid) == {_listed(ALL)}      # the supervising parent is not placed
+
+
+def two_placed_children(pid):
+    """The two children of `pid`, once each keeps its threads on one CPU."""
     members = []
 
     def placed():
-        members[:] = [m for m in children(worker.pid) if len(masks(m)) == 1
+        members[:] = [m for m in children(pid) if len(masks(m)) == 1
                       and masks(m) != {_listed(ALL)}]
         return len(members) == 2
-    wait_for('two members each on one CPU', placed)
-    assert masks(members[0]) != masks(members[1])
-    assert masks(worker.pid) == {_listed(ALL)}      # the supervising parent is not placed
+    wait_for('two children each on one CPU', placed)
+    return members
 
 
 def test_none_leaves_the_threads_to_the_kernel(ini, procs):
@@ -129,14 +135,8 @@ def test_a_web_process_keeps_every_thread_on_one_cpu(web_ini, procs):
 def test_web_processes_each_take_their_own_cpu(web_ini, procs):
     web = start_web(web_ini(processes='2'))
     procs.append(web)
-    members = []
-
-    def placed():
-        members[:] = [m for m in children(web.pid) if len(masks(m)) == 1
-                      and masks(m) != {_listed(ALL)}]
-        return len(members) == 2
-    wait_for('two web processes each on one CPU', placed)
-    assert masks(members[0]) != masks(members[1])
+    first, second = two_placed_children(web.pid)
+    assert masks(first) != masks(second)
     assert masks(web.pid) == {_listed(ALL)}         # the parent that forks them is not placed
 
 

@@ -282,12 +282,19 @@ def test_an_outcome_claims_the_task_fetched_ahead_in_the_same_write(rt, redis_cl
     assert redis_client.lrange('mailq:q:mailers', 0, -1) != []
 
 
-def test_a_task_fetched_ahead_is_no_orphan_until_the_thread_lets_go(rt, redis_client):
+def claimed_with_one_ahead(rt):
+    """Three mails; the first sent by thread t1 of w1, whose outcome fetched the second;
+    that one claimed, fetching the third ahead. Returns (ids, claimed item, ahead)."""
     ids = [send(rt) for _ in range(3)]
     _, task, _ = take(rt, 'w1')
-    _, ahead = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
-                               then_fetch=['mailers'])
-    item, ahead = rt.store.claim_fetching_ahead('w1', *ahead, 't1', ['mailers'], 0)
+    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
+                                  then_fetch=['mailers'])
+    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    return ids, item, ahead
+
+
+def test_a_task_fetched_ahead_is_no_orphan_until_the_thread_lets_go(rt, redis_client):
+    ids, item, ahead = claimed_with_one_ahead(rt)
     # The thread delivers ids[1] for longer than two sweeps: ids[2] stays with it.
     suspects = release_orphans(rt.store, 'w1', release_orphans(rt.store, 'w1', set()))
     assert suspects == set() and redis_client.llen('mailq:inflight:w1') == 2
@@ -300,11 +307,7 @@ def test_a_task_fetched_ahead_is_no_orphan_until_the_thread_lets_go(rt, redis_cl
 
 
 def test_a_claim_sent_with_an_outcome_meets_a_stale_task(rt, redis_client):
-    ids = [send(rt) for _ in range(3)]
-    _, task, _ = take(rt, 'w1')
-    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
-                                  then_fetch=['mailers'])
-    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    ids, item, ahead = claimed_with_one_ahead(rt)
     assert rt.store.cancel(ids[2]) == 'ok'
     recorded, fetched, claimed = rt.store.finish(
         ids[1], item[1], 'w1', 't1', 'sent', ATTEMPT, then_fetch=['mailers'], fetch_min=0,
@@ -316,14 +319,10 @@ def test_a_claim_sent_with_an_outcome_meets_a_stale_task(rt, redis_client):
 
 def test_a_quiet_worker_gives_back_the_mail_claimed_with_an_outcome(rt, redis_client):
     from mailq.fetch import MailStorage
-    ids = [send(rt) for _ in range(3)]
     storage = MailStorage(rt.store, rt.pool, [('mailers', 0)], read_timeout=0.01)
     storage.bind_worker('w1')
     storage.ahead_min = 0
-    _, task, _ = take(rt, 'w1')
-    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
-                                  then_fetch=['mailers'])
-    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    ids, item, ahead = claimed_with_one_ahead(rt)
     storage.keep(ahead, item)
     storage.quiet.set()
     assert storage.dequeue() is None
@@ -394,11 +393,7 @@ def test_an_outcome_and_its_claim_after_redis_lost_its_scripts(rt, redis_client)
     Here the claim was still loaded (another thread had used it) and ran before the
     finish that clears the thread's busy entry: it runs again after it, so the thread
     keeps its busy entry (its attempt is counted twice, the price of this rare case)."""
-    ids = [send(rt) for _ in range(3)]
-    _, task, _ = take(rt, 'w1')
-    _, upcoming = rt.store.finish(ids[0], task, 'w1', 't1', 'sent', ATTEMPT,
-                                  then_fetch=['mailers'])
-    item, ahead = rt.store.claim_fetching_ahead('w1', *upcoming, 't1', ['mailers'], 0)
+    ids, item, ahead = claimed_with_one_ahead(rt)
     redis_client.script_flush()
     redis_client.script_load(rt.store.scripts.claim.script)
     recorded, fetched, claimed = rt.store.finish(
