@@ -4,9 +4,10 @@ as load moves.
 A Python process runs Python on one core at a time (the GIL). Left to the kernel, a
 threaded worker's threads spread over every core, and each hand-over of the GIL
 wakes a thread on another core. On a 2-core box that cost the worker about half its
-CPU per mail, and waitress about a quarter of its CPU per request (docs/benchmark.md,
-"One core a worker process"). Kept on one core, the threads hand the GIL over there,
-and Redis and the rest have the other cores.
+CPU per mail, and waitress about 40 % of its CPU per request (docs/benchmark.md, "One
+core a worker process" and "The web and submission processes on one core"). Kept on
+one core, the threads hand the GIL over there, and Redis and the rest have the other
+cores.
 
 The core is the least busy of those the process may use (its affinity mask, which a
 container's cpuset narrows), counted from /proc/stat over the last interval with
