@@ -1,5 +1,5 @@
-"""Keeps a worker or web process's threads on one CPU: the least busy one, chosen again
-as load moves.
+"""Keeps a worker, web or submission process's threads on one CPU: the least busy one,
+chosen again as load moves.
 
 A Python process runs Python on one core at a time (the GIL). Left to the kernel, a
 threaded worker's threads spread over every core, and each hand-over of the GIL
