@@ -332,45 +332,6 @@ def test_a_quiet_worker_gives_back_the_mail_claimed_with_an_outcome(rt, redis_cl
         [[b'queued', b'0'], [b'queued', b'0']]
 
 
-def test_a_worker_fetching_ahead_during_slow_deliveries_sends_each_mail_once(
-        tmp_ini, redis_url, smtp_server):
-    """A real `-w 2` worker with a queue longer than its threads, and deliveries that take
-    longer than two orphan sweeps: each thread holds a task fetched ahead beside the mail
-    it sends, the sweep leaves it, and every mail is sent once."""
-    import time
-    from support.mailq_app import start_worker, stop_process
-    from support.procs import read_log
-    from support.ini import smtp_section
-    ini = tmp_ini(redis={'url': redis_url},
-                  worker={'concurrency': '2', 'heartbeat_interval': '0.3'},
-                  smtp=smtp_section(smtp_server, security='none'))
-    rt = Runtime(load(str(ini), environ={}))
-    rt.redis.sadd('mailq:paused', 'mailers')
-    ids = [send(rt) for _ in range(8)]
-    smtp_server.delay_data(1.0)
-    worker = start_worker(ini)
-    most, seen_ahead = 0, False
-    try:
-        time.sleep(1.5)      # its tick has counted the threads (2) by now
-        rt.redis.srem('mailq:paused', 'mailers')
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and any(rt.store.status(i) != 'sent' for i in ids):
-            for key in rt.redis.keys('mailq:inflight:*'):
-                most = max(most, rt.redis.llen(key))
-            seen_ahead = seen_ahead or bool(rt.redis.keys('mailq:ahead:*'))
-            time.sleep(0.05)
-        assert [rt.store.status(i) for i in ids] == ['sent'] * 8
-        time.sleep(1)
-    finally:
-        stop_process(worker)
-    assert len(smtp_server.messages) == 8
-    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == ['ann@example.com'] * 8
-    assert seen_ahead and most == 4       # 2 threads: a mail each, and one fetched ahead
-    assert 'no thread on it' not in read_log(worker)
-    assert all(json.loads(a)['outcome'] == 'sent' and len(rt.store.get(i).attempts) == 1
-               for i in ids for a in [rt.redis.get(f'mailq:m:{i}:attempts').splitlines()[0]])
-
-
 def test_a_delivery_thread_keeps_one_connection(rt, redis_client, monkeypatch):
     """fetch, claim and finish run on a connection the thread keeps (no pool checkout a
     call); one dropped under it (a Redis restart, a failover) is connected again."""
