@@ -73,12 +73,14 @@ def run(sizes):
         results['ceiling_http'] = ceilings.http(env, sizes['http'])
         step('enqueue: mailq.send()')
         results['enqueue_send'] = enqueue.python_send(env, sizes['send'])
+        step('enqueue, the floor under send(): accept.lua alone, its arguments built before')
+        results['enqueue_accept_alone'] = enqueue.accept_alone(env, rt, sizes['send'])
         web = env.web()
         try:
             step('enqueue: POST /api/mails, 8 keep-alive clients')
             results['enqueue_http'] = enqueue.http_single(env, sizes['http'], web=web)
             step('enqueue: POST /api/mails/batch, 1,000 a request')
-            results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'])
+            results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'], web=web)
         finally:
             env.stop(web)
         web = env.web(processes=2)

@@ -1,5 +1,10 @@
 """Enqueue throughput: mailq.send(), POST /api/mails (8 keep-alive clients),
-POST /api/mails/batch (1,000 a request), and plain Huey task() calls."""
+POST /api/mails/batch (1,000 a request), and plain Huey task() calls.
+
+Each figure also says where its time went: Redis's own time a call (INFO
+commandstats: the script, or Huey's LPUSH) and the caller's CPU. `accept_alone`
+is the floor under send(): its one accept.lua call with the mail already composed
+and the call's arguments already built."""
 import json
 import time
 
@@ -12,10 +17,25 @@ from .httpload import post_many
 
 def python_send(env, count):
     env.flush()
-    started = time.perf_counter()
+    with _costs(env, 'evalsha', count) as cost:
+        for n in range(count):
+            mailq.send(**mails.request(n))
+    return cost.figures
+
+
+def accept_alone(env, rt, count):
+    """accept.lua for the mails python_send() sends, each composed and its (KEYS, ARGV)
+    built beforehand: what send() would cost if those took no time."""
+    env.flush()
+    calls = []
     for n in range(count):
-        mailq.send(**mails.request(n))
-    return _rate(count, time.perf_counter() - started)
+        mail = mails.sample_mail(rt, n)
+        calls.append(rt.store.accept_call(mail, rt.new_task(mail.id, mail.queue), ''))
+    accept = rt.store.scripts.accept
+    with _costs(env, 'evalsha', count) as cost:
+        for keys, args in calls:
+            accept(keys=keys, args=args)
+    return cost.figures
 
 
 def http_single(env, count, clients=8, web=None):
@@ -35,12 +55,18 @@ def _cpu(env, web):
     return (tree_cpu(web.pid) if web else 0.0, tree_cpu(env.redis.proc.pid), time.process_time())
 
 
-def http_batch(env, requests, per_request=1000):
+def http_batch(env, requests, per_request=1000, web=None):
+    """Also Redis's time (its one MULTI/EXEC a request) and the web process's CPU, a mail."""
     env.flush()
     body = json.dumps({'mails': [mails.request(n) for n in range(per_request)]}).encode()
     post_many(env.web_port, '/api/mails/batch', body, 1, 1)         # warm up
-    seconds, statuses = post_many(env.web_port, '/api/mails/batch', body, requests, 1)
-    return {**_rate(requests * per_request, seconds), 'statuses': statuses}
+    mails_sent = requests * per_request
+    web_before = tree_cpu(web.pid) if web else 0.0
+    with _costs(env, 'exec', mails_sent) as cost:
+        seconds, statuses = post_many(env.web_port, '/api/mails/batch', body, requests, 1)
+    web_us = (tree_cpu(web.pid) - web_before) / mails_sent * 1e6 if web else 0
+    return {**_rate(mails_sent, seconds), 'statuses': statuses,
+            'redis_us': cost.figures['redis_us'], 'web_cpu_us': round(web_us, 1)}
 
 
 def huey_baseline(env, rt, count):
@@ -48,12 +74,35 @@ def huey_baseline(env, rt, count):
     env.flush()
     sample = mails.sample_mail(rt)
     before = env.client().info('memory')['used_memory']
-    started = time.perf_counter()
-    for _ in range(count):
-        send_mail(sample.sender, sample.recipients, sample.raw)
-    result = _rate(count, time.perf_counter() - started)
+    with _costs(env, 'lpush', count) as cost:
+        for _ in range(count):
+            send_mail(sample.sender, sample.recipients, sample.raw)
     per_task = (env.client().info('memory')['used_memory'] - before) / count
-    return {**result, 'overhead_bytes': round(per_task - len(sample.raw))}
+    return {**cost.figures, 'overhead_bytes': round(per_task - len(sample.raw))}
+
+
+class _costs:
+    """Times the block: its rate for `count` calls, Redis's own time a call of `command`
+    (INFO commandstats; a script's includes the commands it runs), and this process's
+    CPU a call."""
+
+    def __init__(self, env, command, count):
+        self.redis, self.command, self.count = env.client(), f'cmdstat_{command}', count
+        self.figures = None
+
+    def _usec(self):
+        return self.redis.info('commandstats').get(self.command, {}).get('usec', 0)
+
+    def __enter__(self):
+        self.usec, self.cpu, self.started = self._usec(), time.process_time(), \
+            time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        seconds, cpu = time.perf_counter() - self.started, time.process_time() - self.cpu
+        self.figures = {**_rate(self.count, seconds),
+                        'redis_us': round((self._usec() - self.usec) / self.count, 1),
+                        'client_cpu_us': round(cpu / self.count * 1e6, 1)}
 
 
 def _rate(count, seconds):

@@ -135,11 +135,11 @@ class Store:
     def accept(self, mail, task, request_hash='', pipe=None):
         """Store `mail` (a compose.Mail) and its first task. Returns an Accepted, or with
         `pipe` the pending reply, for accepted()."""
-        keys, args = self._accept_call(mail, task, request_hash)
+        keys, args = self.accept_call(mail, task, request_hash)
         reply = self.scripts.accept(keys=keys, args=args, client=pipe or self.redis)
         return reply if pipe is not None else accepted(reply)
 
-    def _accept_call(self, mail, task, request_hash):
+    def accept_call(self, mail, task, request_hash):
         """The KEYS and ARGV of accept.lua for one mail."""
         keys = self.keys
         if mail.send_at is not None and mail.send_at > time.time():
@@ -165,7 +165,7 @@ class Store:
         """Store each (mail, task, request hash) on its own, all in one round trip (no
         MULTI: one refused leaves the others stored). Returns, in order, the Accepted or
         the exception of each script; a lost connection raises for all."""
-        calls = [self._accept_call(*item) for item in items]
+        calls = [self.accept_call(*item) for item in items]
         replies = self.scripts.accept.run_each(calls)
         return [r if isinstance(r, Exception) else accepted(r) for r in replies]
 
@@ -177,7 +177,7 @@ class Store:
         idem = [self.keys.idempotency(m.idempotency_key) for m, _, _ in items
                 if m.idempotency_key]
         if not idem:        # nothing to WATCH: one MULTI/EXEC packed by hiredis
-            calls = [batch_call([self._accept_call(*item) for item in items[i:i + BATCH_CALL]])
+            calls = [batch_call([self.accept_call(*item) for item in items[i:i + BATCH_CALL]])
                      for i in range(0, len(items), BATCH_CALL)]
             return [accepted(reply) for replies in self.scripts.accept_batch.run_all(calls)
                     for reply in replies]
