@@ -72,15 +72,13 @@ def choose(others, current, seconds):
 
 class Placer:
     """The thread that keeps this process on its chosen core (start/stop). `role` is the
-    config section and logger name: 'worker' or 'web'; `name` the process its log lines
-    name (the role's by default)."""
+    config section and logger name: 'worker' or 'web'."""
 
-    def __init__(self, setting, member=None, role='worker', name=None):
+    def __init__(self, setting, member=None, role='worker'):
         self.allowed = sorted(START_MASK or ())
         self.on = setting == 'auto' and len(self.allowed) > 1
         self.member = member        # a swarm member's index: its first core, one each
         self.role = role
-        self.name = name or role
         self.log = logging.getLogger(f'mailq.{role}')
         self.cpu = None
         self.stopping = threading.Event()
@@ -121,5 +119,5 @@ class Placer:
             (self.log.info if self.cpu is None else self.log.debug)(
                 '%s: its threads run on CPU %d of %s (the GIL runs one at a time; '
                 '[%s] cpu_affinity = none leaves this to the kernel)',
-                self.name, cpu, ','.join(map(str, self.allowed)), self.role)
+                self.role, cpu, ','.join(map(str, self.allowed)), self.role)
         self.cpu = cpu

@@ -242,7 +242,7 @@ class DispatcherProcess:
         return self
 
     def _fork(self):
-        from .affinity import Placer, release
+        from .affinity import release
         from .swarm import die_with_parent
         pid = os.fork()
         if pid == 0:
@@ -251,7 +251,6 @@ class DispatcherProcess:
                 os.setpgid(0, 0)    # a signal to the worker's group reaches it through stop()
                 die_with_parent()
                 release()           # a restart is forked from a worker kept on one core
-                Placer(self.config.worker.cpu_affinity, name='webhook dispatcher').start()
                 code = run_dispatcher(self.config, self.consumer)
             except BaseException:   # noqa: BLE001 - nothing may return into the worker's code
                 log.exception('webhook dispatcher failed')
