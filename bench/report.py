@@ -78,7 +78,7 @@ def _delivery_rows(r):
                               ('deliver_two', 'Delivery, 2 mailq processes x 25 threads', 3)):
         rate = r[key]['rate']
         rows.append((label, f'{rate:,.0f} mails/s ({rate / base:.2f}x, {rate / ceiling:.0%} '
-                            'of ceiling)', f'{base:,.0f}',
+                            f'of ceiling){_redis_share(r[key])}', f'{base:,.0f}',
                      _ok(rate >= times * base, f'>= {times}x baseline')))
     rows += _placement_rows(r, base)
     for key, label, extra, target in (
@@ -142,6 +142,13 @@ def _enqueue_rows(r):
                  f'{_batch_split(batch)}', f'{huey_calls:,.0f} (Huey task())',
                  _ok(batch['rate'] >= 20000, '>= 20,000')))
     return rows
+
+
+def _redis_share(run):
+    """'; Redis 95 us a mail in scripts': the one Redis every worker shares, and so the
+    rate it bounds a cluster of workers to."""
+    us = run.get('redis_scripts_us_per_mail')
+    return f'; Redis scripts {us:.0f} us a mail (one Redis: {1e6 / us:,.0f}/s)' if us else ''
 
 
 def _pairs(figure):
