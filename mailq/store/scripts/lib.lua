@@ -25,8 +25,8 @@ local function log_attempt(log, attempts, entry)
   end
 end
 
--- Add 1 to a per-day counter (a string, or a field of a hash); a key new today gets its
--- TTL, the only time it needs one.
+-- Add 1 to a per-day counter (a string, or a field of a hash). Its TTL is set when the
+-- key (or the hash field) is made: a few EXPIREs a day, not one a mail.
 local function count_day(key, field)
   local value
   if field then
