@@ -17,11 +17,11 @@ from .env import BenchEnv
 from .report import exit_status, table
 
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
-        'huey_calls': 20000, 'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
+        'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
         'per_state': 100000, 'memory': 20000, 'memory_html': 5000, 'search': 1000000,
         'webhooks': 10000, 'rounds': 3}
 QUICK = {'deliver': 2000, 'ceiling_smtp': 10000, 'send': 1000, 'http': 2000, 'batches': 3,
-         'huey_calls': 2000, 'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
+         'steady_seconds': 3, 'punctual': 200, 'spread': 5, 'per_state': 5000,
          'memory': 2000, 'memory_html': 1000, 'search': 20000, 'webhooks': 2000,
          'rounds': 2}
 NEVER_BINDING = {'MAILQ_SMTP_RATE': '1000000'}
@@ -67,28 +67,24 @@ def run(sizes):
         results['deliver_webhooks'] = webhooks.pair(env, rt, webhooks.Receiver(),
                                                     sizes['webhooks'], rounds)
 
-        step('enqueue: plain Huey task() calls')
-        results['enqueue_huey'] = enqueue.huey_baseline(env, rt, sizes['huey_calls'])
-        step('ceiling: minimal WSGI app, one LPUSH per POST, 8 keep-alive clients')
-        results['ceiling_http'] = ceilings.http(env, sizes['http'])
-        step('enqueue: mailq.send()')
-        results['enqueue_send'] = enqueue.python_send(env, sizes['send'])
+        step(f'enqueue: mailq.send() against plain Huey task() calls, alternating, '
+             f'{rounds} rounds')
+        results['enqueue_huey'], results['enqueue_send'] = enqueue.against(
+            rounds, lambda: enqueue.huey_baseline(env, rt, sizes['send']),
+            lambda: enqueue.python_send(env, sizes['send']))
         step('enqueue, the floor under send(): accept.lua alone, its arguments built before')
         results['enqueue_accept_alone'] = enqueue.accept_alone(env, rt, sizes['send'])
-        web = env.web()
-        try:
-            step('enqueue: POST /api/mails, 8 keep-alive clients')
-            results['enqueue_http'] = enqueue.http_single(env, sizes['http'], web=web)
-            step('enqueue: POST /api/mails/batch, 1,000 a request')
-            results['enqueue_batch'] = enqueue.http_batch(env, sizes['batches'], web=web)
-        finally:
-            env.stop(web)
-        web = env.web(processes=2)
-        try:
-            step('enqueue: POST /api/mails, 8 keep-alive clients, [web] processes = 2')
-            results['enqueue_http2'] = enqueue.http_single(env, sizes['http'], web=web)
-        finally:
-            env.stop(web)
+        step(f'enqueue: POST /api/mails against the ceiling (a minimal WSGI app, one LPUSH '
+             f'per POST), 8 keep-alive clients, alternating, {rounds} rounds')
+        results['ceiling_http'], results['enqueue_http'] = enqueue.against(
+            rounds, lambda: ceilings.http(env, sizes['http']),
+            lambda: _with_web(env, lambda web: enqueue.http_single(env, sizes['http'], web=web)))
+        step('enqueue: POST /api/mails/batch, 1,000 a request')
+        results['enqueue_batch'] = _with_web(
+            env, lambda web: enqueue.http_batch(env, sizes['batches'], web=web))
+        step('enqueue: POST /api/mails, 8 keep-alive clients, [web] processes = 2')
+        results['enqueue_http2'] = _with_web(
+            env, lambda web: enqueue.http_single(env, sizes['http'], web=web), processes=2)
 
         step('enqueue: SMTP submission, smtp-source over 8 sessions')
         results['enqueue_smtp'] = submission.submit(env, rt, sizes['http'])
@@ -137,6 +133,15 @@ def run(sizes):
         env.close()
     results['total_seconds'] = round(time.monotonic() - START, 1)
     return results
+
+
+def _with_web(env, measure, processes=1):
+    """measure(web) with `mailq web` running, stopped after."""
+    web = env.web(processes=processes)
+    try:
+        return measure(web)
+    finally:
+        env.stop(web)
 
 
 def _stepper():

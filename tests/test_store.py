@@ -448,6 +448,32 @@ def test_every_key_name_is_used():
     assert unused == set()
 
 
+def test_a_day_counter_gets_its_ttl_when_it_is_made(checked_rt, redis_client):
+    """count_day in lib.lua: a per-day key expires DAY_STAT_TTL after it is made (or,
+    for a hash, after its newest field was); further outcomes leave its TTL as it is:
+    a few EXPIREs a day, not one a mail."""
+    from mailq.store.mails import today
+    rt, worker = checked_rt, 'w1'
+    day_keys = [rt.keys.stat(name, today()) for name in ('processed', 'failed', 'outcomes')]
+
+    def deliver(outcome):
+        mail_id = send(rt)
+        _, task, _ = rt.store.take(worker, ['mailers'], 't1')
+        assert finish(rt, mail_id, task, worker, outcome) == 1
+
+    deliver('dead')
+    deliver('sent')
+    ttl = store_scripts.DAY_STAT_TTL
+    assert all(ttl - 5 < redis_client.ttl(key) <= ttl for key in day_keys)
+    for key in day_keys:
+        redis_client.expire(key, 1000)
+    deliver('dead')
+    deliver('sent')
+    assert all(0 < redis_client.ttl(key) <= 1000 for key in day_keys)
+    assert redis_client.hgetall(day_keys[2]) == {b'dead': b'2', b'sent': b'2',
+                                                b'queue:mailers': b'4'}
+
+
 def test_the_states_table_is_whole():
     assert set(states.STATES) == {'queued', 'scheduled', 'sending', 'sent', 'retrying',
                                   'dead', 'cancelled', 'suppressed', 'held'}

@@ -25,7 +25,7 @@
 -- Claimed, held or stale, the task is no longer one the thread fetched ahead.
 drop_ahead(KEYS[#KEYS - 1], ARGV[5], ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'task', 'status', 'from', 'rcpts', 'raw', 'subject', 'to',
-                     'relay')
+                     'relay', 'attempts')
 local stale = f[1] ~= ARGV[1]
 local nfinal = tonumber(ARGV[7])
 for i = 8, 7 + nfinal do
@@ -129,8 +129,9 @@ if nlim > 0 then
     if L.conc > 0 then redis.call('ZADD', L.slots, now + lease, ARGV[2]) end
   end
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'sending', 'worker', ARGV[4], 'started_at', ARGV[6])
+local attempts = (tonumber(f[9]) or 0) + 1
+redis.call('HSET', KEYS[1], 'status', 'sending', 'worker', ARGV[4], 'started_at', ARGV[6],
+           'attempts', attempts)
 redis.call('HSET', KEYS[3], ARGV[5], cjson.encode({id = ARGV[2], queue = ARGV[3], to = f[7],
            subject = f[6], since = now}))
 local suppressed = suppressed_among(KEYS[4], f[4], ARGV[6])

@@ -34,7 +34,7 @@ local n = tonumber(ARGV[24])
 local function record()
   redis.call('LREM', KEYS[3], 1, ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[2])
-  local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at')
+  local current = redis.call('HMGET', KEYS[1], 'task', 'finished_at', 'queue')
   -- The same outcome again (its first reply was lost to a Redis outage): already recorded
   -- (and a sent mail's task is gone by then).
   if current[2] == ARGV[4] then
@@ -43,6 +43,7 @@ local function record()
   if current[1] ~= ARGV[1] then
     return 0
   end
+  local queue = current[3] or ''
   if ARGV[3] == 'held' then
     log_attempt(KEYS[2], KEYS[17], ARGV[5])
     redis.call('HINCRBY', KEYS[1], 'attempts', -1)
@@ -50,7 +51,7 @@ local function record()
                'next_at', ARGV[7])
     redis.call('HDEL', KEYS[1], 'worker', 'started_at')
     redis.call('ZADD', KEYS[9], ARGV[7], ARGV[1])
-    publish_mail(KEYS[14], ARGV[10], 'held', redis.call('HGET', KEYS[1], 'queue'))
+    publish_mail(KEYS[14], ARGV[10], 'held', queue)
     return 1
   end
   -- For /metrics: totals by outcome and code class; histogram buckets (not cumulative) + sum
@@ -59,31 +60,30 @@ local function record()
   redis.call('HINCRBYFLOAT', KEYS[11], 'sum', ARGV[13])
   log_attempt(KEYS[2], KEYS[17], ARGV[5])
   redis.call('INCR', KEYS[5])
-  redis.call('INCR', KEYS[7])
-  redis.call('EXPIRE', KEYS[7], DAY_STAT_TTL)
+  count_day(KEYS[7])
   local outcome = ARGV[3]
+  local final = outcome == 'sent' or outcome == 'suppressed'
   -- Per day, by outcome and by queue: the overview's series (none before this release).
-  local queue = redis.call('HGET', KEYS[1], 'queue') or ''
-  redis.call('HINCRBY', KEYS[15], outcome, 1)
-  redis.call('HINCRBY', KEYS[15], 'queue:' .. queue, 1)
-  redis.call('EXPIRE', KEYS[15], DAY_STAT_TTL)
-  if ARGV[22] ~= '' then
-    redis.call('HSET', KEYS[1], 'staging', ARGV[22])
-  end
-  if outcome ~= 'sent' and outcome ~= 'suppressed' then
+  count_day(KEYS[15], outcome)
+  count_day(KEYS[15], 'queue:' .. queue)
+  if not final then
     redis.call('INCR', KEYS[6])
-    redis.call('INCR', KEYS[8])
-    redis.call('EXPIRE', KEYS[8], DAY_STAT_TTL)
+    count_day(KEYS[8])
   end
-  redis.call('HSET', KEYS[1], 'status', outcome, 'finished_at', ARGV[4])
-  if ARGV[6] ~= '' then
-    redis.call('HSET', KEYS[1], 'last_error', ARGV[6])
-    redis.call('HDEL', KEYS[1], 'worker', 'started_at')
-  else
-    redis.call('HDEL', KEYS[1], 'worker', 'started_at', 'last_error')
-  end
-  if ARGV[14] ~= '' then
-    redis.call('HSET', KEYS[1], 'rcpts', ARGV[14])
+  -- The record's new fields in one HSET, the ones it no longer has in one HDEL.
+  local set = {'status', outcome, 'finished_at', ARGV[4]}
+  local gone = {'worker', 'started_at'}
+  local function put(name, value) set[#set + 1] = name; set[#set + 1] = value end
+  if ARGV[22] ~= '' then put('staging', ARGV[22]) end
+  if ARGV[6] ~= '' then put('last_error', ARGV[6]) else gone[#gone + 1] = 'last_error' end
+  if ARGV[14] ~= '' then put('rcpts', ARGV[14]) end
+  if ARGV[21] ~= '' then
+    local listed = cjson.decode(ARGV[21])
+    local before = redis.call('HGET', KEYS[1], 'suppressed')
+    if before then
+      for _, addr in ipairs(cjson.decode(before)) do listed[#listed + 1] = addr end
+    end
+    put('suppressed', cjson.encode(listed))
   end
   if ARGV[19] ~= '' then
     for addr, info in pairs(cjson.decode(ARGV[19])) do
@@ -91,30 +91,27 @@ local function record()
       redis.call('ZADD', KEYS[13], ARGV[4], addr)
     end
   end
-  if ARGV[21] ~= '' then
-    local listed = cjson.decode(ARGV[21])
-    local before = redis.call('HGET', KEYS[1], 'suppressed')
-    if before then
-      for _, addr in ipairs(cjson.decode(before)) do listed[#listed + 1] = addr end
-    end
-    redis.call('HSET', KEYS[1], 'suppressed', cjson.encode(listed))
+  if final then
+    -- no task of it can be claimed again, and the field is 50 bytes of 400
+    gone[#gone + 1] = 'task'
+    if outcome == 'sent' then put('sent_at', ARGV[4]) end
+  elseif outcome == 'retrying' then
+    put('task', ARGV[8])
+    put('next_at', ARGV[7])
+    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
   end
-  if outcome == 'sent' or outcome == 'suppressed' then
-    -- final: no task of it can be claimed again, and the field is 50 bytes of 400
-    redis.call('HDEL', KEYS[1], 'task')
-    if outcome == 'sent' then redis.call('HSET', KEYS[1], 'sent_at', ARGV[4]) end
-    if tonumber(ARGV[9]) > 0 then
-      redis.call('EXPIRE', KEYS[1], ARGV[9])
-      redis.call('EXPIRE', KEYS[2], ARGV[9])
-      redis.call('EXPIRE', KEYS[16], ARGV[9])
-      redis.call('EXPIRE', KEYS[17], ARGV[9])
-    end
+  if n > 0 and ARGV[20] == '1' then put('partly', '1') end
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  if final and tonumber(ARGV[9]) > 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[9])
+    redis.call('EXPIRE', KEYS[2], ARGV[9])
+    redis.call('EXPIRE', KEYS[17], ARGV[9])
     if outcome == 'sent' and tonumber(ARGV[23]) > 0 then
       redis.call('PEXPIRE', KEYS[16], ARGV[23])
+    else
+      redis.call('EXPIRE', KEYS[16], ARGV[9])
     end
-  elseif outcome == 'retrying' then
-    redis.call('HSET', KEYS[1], 'task', ARGV[8], 'next_at', ARGV[7])
-    redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
   end
   if KEYS[9] ~= '' and outcome ~= 'retrying' then
     -- dead or outbox: the set keeps the id; Dead.trim / Outbox.trim bound its size
@@ -122,7 +119,6 @@ local function record()
   end
   if n > 0 then
     local etype = ARGV[15]
-    if ARGV[20] == '1' then redis.call('HSET', KEYS[1], 'partly', '1') end
     if etype == 'mail.sent' and (redis.call('HEXISTS', KEYS[1], 'partly') == 1
                                  or redis.call('HEXISTS', KEYS[1], 'suppressed') == 1) then
       etype = 'mail.partly_sent'

@@ -25,6 +25,20 @@ local function log_attempt(log, attempts, entry)
   end
 end
 
+-- Add 1 to a per-day counter (a string, or a field of a hash). Its TTL is set when the
+-- key (or the hash field) is made: a few EXPIREs a day, not one a mail.
+local function count_day(key, field)
+  local value
+  if field then
+    value = redis.call('HINCRBY', key, field, 1)
+  else
+    value = redis.call('INCR', key)
+  end
+  if value == 1 then
+    redis.call('EXPIRE', key, DAY_STAT_TTL)
+  end
+end
+
 -- Take a mail's task (or id) off the container its status says it is in. A sent mail
 -- has no task any more (finish.lua): only its id can be in a set.
 local function take_off(status, task, id, queue, schedule, retry, dead, outbox, held)
