@@ -90,7 +90,7 @@ def _delivery_rows(r):
         pair = r[key]
         events = f', {pair[extra]:,.0f} events/s' if extra else ''
         rows.append((f'Delivery, -w 25 threads, {label}; {len(pair["pair_ratios"])} alternating '
-                     'pairs', f'{pair["with"]:,.0f} mails/s (median pair {pair["ratio"]:.2f}x; '
+                     'pairs', f'{pair["with"]:,.0f} mails/s (median pair {pair["ratio"]:.3f}x; '
                      f'pairs {" ".join(f"{x:.2f}" for x in pair["pair_ratios"])}){events}',
                      f'{pair["without"]:,.0f}', _ok(pair['ratio'] >= target,
                                                     f'>= {target:.0%} of without')))
