@@ -34,10 +34,10 @@ def _median_run(runs):
 
 def python_send(env, count):
     env.flush()
-    with _costs(env, 'evalsha', count) as cost:
+    def sends():
         for n in range(count):
             mailq.send(**mails.request(n))
-    return cost.figures
+    return _timed(env, 'evalsha', count, sends)[0]
 
 
 def accept_alone(env, rt, count):
@@ -49,10 +49,10 @@ def accept_alone(env, rt, count):
         mail = mails.sample_mail(rt, n)
         calls.append(rt.store.accept_call(mail, rt.new_task(mail.id, mail.queue), ''))
     accept = rt.store.scripts.accept
-    with _costs(env, 'evalsha', count) as cost:
+    def accepts():
         for keys, args in calls:
             accept(keys=keys, args=args)
-    return cost.figures
+    return _timed(env, 'evalsha', count, accepts)[0]
 
 
 def http_single(env, count, clients=8, web=None):
@@ -79,11 +79,10 @@ def http_batch(env, requests, per_request=1000, web=None):
     post_many(env.web_port, '/api/mails/batch', body, 1, 1)         # warm up
     mails_sent = requests * per_request
     web_before = tree_cpu(web.pid) if web else 0.0
-    with _costs(env, 'exec', mails_sent) as cost:
-        seconds, statuses = post_many(env.web_port, '/api/mails/batch', body, requests, 1)
+    figures, (_, statuses) = _timed(env, 'exec', mails_sent, lambda: post_many(
+        env.web_port, '/api/mails/batch', body, requests, 1))
     web_us = (tree_cpu(web.pid) - web_before) / mails_sent * 1e6 if web else 0
-    return {**_rate(mails_sent, seconds), 'statuses': statuses,
-            'redis_us': cost.figures['redis_us'], 'web_cpu_us': round(web_us, 1)}
+    return {**figures, 'statuses': statuses, 'web_cpu_us': round(web_us, 1)}
 
 
 def huey_baseline(env, rt, count):
@@ -91,35 +90,28 @@ def huey_baseline(env, rt, count):
     env.flush()
     sample = mails.sample_mail(rt)
     before = env.client().info('memory')['used_memory']
-    with _costs(env, 'lpush', count) as cost:
+    def tasks():
         for _ in range(count):
             send_mail(sample.sender, sample.recipients, sample.raw)
+    figures = _timed(env, 'lpush', count, tasks)[0]
     per_task = (env.client().info('memory')['used_memory'] - before) / count
-    return {**cost.figures, 'overhead_bytes': round(per_task - len(sample.raw))}
+    return {**figures, 'overhead_bytes': round(per_task - len(sample.raw))}
 
 
-class _costs:
-    """Times the block: its rate for `count` calls, Redis's own time a call of `command`
-    (INFO commandstats; a script's includes the commands it runs), and this process's
-    CPU a call."""
+def _timed(env, command, count, work):
+    """(figures, work's result): the rate of `count` calls made by work(), Redis's own
+    time a call of `command` (INFO commandstats; a script's includes the commands it
+    runs) and this process's CPU a call."""
+    stats = env.client()
 
-    def __init__(self, env, command, count):
-        self.redis, self.command, self.count = env.client(), f'cmdstat_{command}', count
-        self.figures = None
+    def usec():
+        return stats.info('commandstats').get(f'cmdstat_{command}', {}).get('usec', 0)
 
-    def _usec(self):
-        return self.redis.info('commandstats').get(self.command, {}).get('usec', 0)
-
-    def __enter__(self):
-        self.usec, self.cpu, self.started = self._usec(), time.process_time(), \
-            time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        seconds, cpu = time.perf_counter() - self.started, time.process_time() - self.cpu
-        self.figures = {**_rate(self.count, seconds),
-                        'redis_us': round((self._usec() - self.usec) / self.count, 1),
-                        'client_cpu_us': round(cpu / self.count * 1e6, 1)}
+    before, cpu, started = usec(), time.process_time(), time.perf_counter()
+    result = work()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {**_rate(count, seconds), 'redis_us': round((usec() - before) / count, 1),
+            'client_cpu_us': round(cpu / count * 1e6, 1)}, result
 
 
 def _rate(count, seconds):

@@ -145,20 +145,20 @@ def _enqueue_rows(r):
 
 
 def _redis_share(run):
-    """'; Redis 95 us a mail in scripts': the one Redis every worker shares, and so the
-    rate it bounds a cluster of workers to."""
+    """'; Redis scripts 95 us a mail (one Redis: 10,526/s)': the one Redis every worker
+    shares, and so the rate it bounds a cluster of workers to."""
     us = run.get('redis_scripts_us_per_mail')
     return f'; Redis scripts {us:.0f} us a mail (one Redis: {1e6 / us:,.0f}/s)' if us else ''
 
 
 def _pairs(figure):
-    """', pairs 0.51 0.55 0.49': the alternated pairs' ratios behind a median ratio."""
+    """'; pairs 0.51 0.55 0.49': the alternated pairs' ratios behind a median ratio."""
     ratios = figure.get('pair_ratios')
     return '; pairs ' + ' '.join(f'{x:.2f}' for x in ratios) if ratios else ''
 
 
 def _split(figure):
-    """Redis's own time and the caller's CPU, a call (bench/enqueue.py's _costs)."""
+    """Redis's own time and the caller's CPU, a call (bench/enqueue.py's _timed)."""
     if 'redis_us' not in figure:
         return ''
     return (f'; Redis {figure["redis_us"]:.0f} us + caller CPU {figure["client_cpu_us"]:.0f} us '
