@@ -11,7 +11,7 @@ import statistics
 import time
 
 from . import mails
-from .env import PYTHON, REPO, start_process, tree_cpu, tree_rss
+from .env import PYTHON, REPO, redis_usec, start_process, tree_cpu, tree_rss
 
 THREADS = 25
 
@@ -22,14 +22,14 @@ def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=
     ids = mails.fill_queued(rt, count, template=template)
     start = env.sink.mark()
     redis_cpu = tree_cpu(env.redis.proc.pid)
-    scripts_usec = _scripts_usec(env)
+    scripts_usec = redis_usec(env, 'evalsha')   # the worker's fetch, claim and outcome
     workers = [env.mailq('worker', *worker_args, env=worker_env) for _ in range(processes)]
     try:
         first, last = env.sink.wait_for(start, count, timeout)
         rss = sum(tree_rss(w.pid) for w in workers)
         _wait_recorded(rt, count)
         cpu = sum(tree_cpu(w.pid) for w in workers) + tree_cpu(env.redis.proc.pid) - redis_cpu
-        scripts_usec = _scripts_usec(env) - scripts_usec
+        scripts_usec = redis_usec(env, 'evalsha') - scripts_usec
     finally:
         for w in workers:
             env.stop(w)
@@ -38,12 +38,6 @@ def mailq_run(env, rt, count, worker_args, processes=1, timeout=600, worker_env=
             'rate': round((count - 1) / (last - first), 1), 'worker_rss': rss,
             'cpu_us_per_mail': round(cpu / count * 1e6),
             'redis_scripts_us_per_mail': round(scripts_usec / count, 1), 'problems': problems}
-
-
-def _scripts_usec(env):
-    """Redis's own time in scripts so far (INFO commandstats): the worker's fetch, claim
-    and outcome, and nothing else while a run delivers."""
-    return env.client().info('commandstats').get('cmdstat_evalsha', {}).get('usec', 0)
 
 
 def alternating(rounds, plain, changed):

@@ -12,7 +12,7 @@ import time
 import mailq
 
 from . import mails
-from .env import tree_cpu
+from .env import redis_usec, tree_cpu
 from .httpload import post_many
 
 
@@ -100,17 +100,12 @@ def huey_baseline(env, rt, count):
 
 def _timed(env, command, count, work):
     """(figures, work's result): the rate of `count` calls made by work(), Redis's own
-    time a call of `command` (INFO commandstats; a script's includes the commands it
-    runs) and this process's CPU a call."""
-    stats = env.client()
-
-    def usec():
-        return stats.info('commandstats').get(f'cmdstat_{command}', {}).get('usec', 0)
-
-    before, cpu, started = usec(), time.process_time(), time.perf_counter()
+    time a call of `command` (env.redis_usec) and this process's CPU a call."""
+    before, cpu, started = redis_usec(env, command), time.process_time(), time.perf_counter()
     result = work()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {**_rate(count, seconds), 'redis_us': round((usec() - before) / count, 1),
+    return {**_rate(count, seconds),
+            'redis_us': round((redis_usec(env, command) - before) / count, 1),
             'client_cpu_us': round(cpu / count * 1e6, 1)}, result
 
 

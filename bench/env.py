@@ -92,6 +92,13 @@ def tree_rss(pid):
     return total
 
 
+def redis_usec(env, command):
+    """Redis's own time so far in `command`, in us (INFO commandstats; a script's time
+    includes the commands it runs)."""
+    stats = env.client().info('commandstats')
+    return stats.get(f'cmdstat_{command.lower()}', {}).get('usec', 0)
+
+
 def tree_cpu(pid):
     """CPU seconds (user + system) used so far by a process and its children."""
     ticks = os.sysconf('SC_CLK_TCK')
