@@ -513,10 +513,12 @@ class SubmissionConfig:
     tls_key: object = None
     max_message_bytes: int = 10 * 1024 * 1024
     cpu_affinity: str = 'auto'      # `mailq submission`'s threads on one CPU (affinity.py)
+    event_loop: str = 'auto'        # auto: uvloop's when it is installed (listener.py)
 
     _parse = {'enabled': _bool, 'host': _str, 'port': _int(0, 65535), 'username': _str,
               'password': _str, 'tls_cert': _path, 'tls_key': _path,
-              'max_message_bytes': _int(1024), 'cpu_affinity': _choice('auto', 'none')}
+              'max_message_bytes': _int(1024), 'cpu_affinity': _choice('auto', 'none'),
+              'event_loop': _choice('auto', 'asyncio')}
 
     @property
     def has_auth(self):

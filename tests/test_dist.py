@@ -9,6 +9,8 @@ import pytest
 from support.ini import write_ini
 from test_install import pins
 from support.procs import REPO_ROOT, free_port, read_log, start_process, stop_process, wait_http
+from support.records import record_ids
+from support.submission import SubmissionProcess
 
 SYSTEM_PYTHON = '/usr/bin/python3'
 
@@ -168,3 +170,22 @@ def test_pip_install_gives_mailq_console_script(tmp_path, plain_ini):
         [env_dir / 'bin' / 'python', '-I', '-c', 'import mailq.web.app, mailq.templates as t; '
          'print(t.builtin_templates("mail"))'], capture_output=True, text=True,
         cwd=tmp_path).stdout
+
+
+def test_submission_through_pyz_runs_on_asyncios_loop(pyz, tmp_path, redis_url, redis_client):
+    """The archive holds no compiled uvloop: [submission] event_loop = auto falls back to
+    asyncio's own loop, and the listener stores what it is given."""
+    import smtplib
+    port = free_port()
+    ini = write_ini(tmp_path / 'sub.ini', {'redis': {'url': redis_url},
+                                           'submission': {'enabled': 'yes', 'port': port}})
+    listener = SubmissionProcess(ini, port, command=pyz_command(pyz, 'submission', '-c', ini))
+    try:
+        with smtplib.SMTP('127.0.0.1', port, timeout=10) as conn:
+            refused = conn.sendmail('app@example.com', ['ann@example.com'],
+                                    b'From: app@example.com\r\nSubject: S\r\n\r\nHi.\r\n')
+    finally:
+        assert listener.stop() == 0, listener.log()
+    assert refused == {}
+    assert f'submission listening on smtp://127.0.0.1:{port}/ (asyncio)' in listener.log()
+    assert len(record_ids(redis_client)) == 1

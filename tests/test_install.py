@@ -8,7 +8,8 @@ import pytest
 
 from support.procs import REPO_ROOT
 
-PIN = re.compile(r'^([A-Za-z0-9_.-]+)==(\S+) \\$')
+# A pin line of a lock file, with or without an environment marker (uvloop's).
+PIN = re.compile(r'^([A-Za-z0-9_.-]+)==(\S+)(?: ;[^\\]*)? \\$')
 
 
 def pins(name):
@@ -29,7 +30,8 @@ def requirements(key):
     cfg.read(REPO_ROOT / 'setup.cfg')
     section, option = key
     lines = [line.split('#')[0].strip() for line in cfg[section][option].splitlines()]
-    return dict(re.match(r'^([A-Za-z0-9_.-]+)>=(\S+)$', line).groups() for line in lines if line)
+    return dict(re.match(r'^([A-Za-z0-9_.-]+)>=([^\s;]+)(?:; .+)?$', line).groups()
+                for line in lines if line)
 
 
 def version(text):

@@ -74,12 +74,16 @@ def listen(tmp_ini, redis_url):
 # -- accepted mail ---------------------------------------------------------------
 
 
-def test_smtplib_starttls_auth_and_pipelining(listen, certs, redis_client):
+@pytest.mark.parametrize('event_loop, loop_name', [('auto', 'uvloop'), ('asyncio', 'asyncio')])
+def test_smtplib_starttls_auth_and_pipelining(event_loop, loop_name, listen, certs,
+                                              redis_client):
     """STARTTLS, then AUTH, then one pipelined transaction (MAIL, RCPTs, DATA in one
-    write): 250 names a mail id, and the record knows its source and user."""
+    write): 250 names a mail id, and the record knows its source and user. On uvloop's
+    event loop (the default, installed with mailq) and on asyncio's."""
     cert, key, client_ctx = certs
     sub = listen(submission={'username': 'app', 'password': 's3cret!',
-                             'tls_cert': cert, 'tls_key': key})
+                             'tls_cert': cert, 'tls_key': key, 'event_loop': event_loop})
+    assert f'(STARTTLS) (AUTH) ({loop_name})' in sub.log()
     conn = smtplib.SMTP('127.0.0.1', sub.port, timeout=10)
     conn.ehlo('client.example')
     assert conn.has_extn('starttls') and conn.has_extn('pipelining')

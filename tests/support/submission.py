@@ -8,14 +8,16 @@ from .records import record_ids
 
 
 class SubmissionProcess:
-    def __init__(self, ini, port, env=None):
+    """`mailq submission`, ready once it greets; `command` runs it another way (the pyz)."""
+
+    def __init__(self, ini, port, env=None, command=None):
         self.ini, self.port, self.env = ini, port, env
+        self.command = command or [PYTHON, REPO_ROOT / 'mailq.py', 'submission', '-c', ini]
         self.proc = None
         self.start()
 
     def start(self, timeout=15):
-        self.proc = start_process([PYTHON, REPO_ROOT / 'mailq.py', 'submission', '-c',
-                                   self.ini], env=self.env)
+        self.proc = start_process(self.command, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             try:
