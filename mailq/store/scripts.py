@@ -157,17 +157,19 @@ class DirectScript:
         return self._on_connection(lambda conn: self._run(conn, keys, args))
 
     def run_each(self, calls):
-        """The script once per (keys, args), in one round trip and without the SCRIPT
-        EXISTS that redis-py's pipeline sends first (no MULTI: one refused leaves the
-        others done). Returns each reply or exception in order. Calls answered NOSCRIPT
-        did not run: loaded, they run once."""
-        replies = self._evalsha_all(calls)
-        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            self._on_connection(self._load)
-            for n, reply in zip(missing, self._evalsha_all([calls[n] for n in missing])):
-                replies[n] = reply
-        return replies
+        """The script once per (keys, args), in one write on this thread's connection
+        (no MULTI: one refused leaves the others done). Returns each reply or exception
+        in order. Calls answered NOSCRIPT did not run: loaded, they run once."""
+        def work(conn):
+            replies = _send_together(conn, [(self, keys, args) for keys, args in calls])
+            missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                self._load(conn)
+                again = _send_together(conn, [(self, *calls[n]) for n in missing])
+                for n, reply in zip(missing, again):
+                    replies[n] = reply
+            return replies
+        return self._on_connection(work)
 
     def run_all(self, calls):
         """The script once per (keys, args) in one MULTI/EXEC: all run or none does.
@@ -214,11 +216,6 @@ class DirectScript:
             conn.send_packed_command([pack('EVALSHA', self.sha, len(keys), *keys, *args)])
         return conn.read_response()
 
-    def _evalsha_all(self, calls):
-        with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
-            return pipe.execute(raise_on_error=False)
 
 
 def run_together(calls):
