@@ -2,7 +2,9 @@
 send: where the data ends, dot-unstuffing, the size and line limits, and chunks the
 stream reader's 1001-byte limit cuts."""
 import asyncio
+import logging
 
+import aiosmtpd.smtp
 import pytest
 
 from mailq.compose_raw import has_bare_newline
@@ -73,3 +75,20 @@ def test_a_line_over_1000_bytes_is_refused():
                                        (b'a\r\n\n', True), (b'\n\r', True)])
 def test_has_bare_newline(raw, bare):
     assert has_bare_newline(raw) is bare
+
+
+@pytest.mark.parametrize('level, sanitized, logged', [
+    (logging.WARNING, 0, []), (logging.INFO, 1, ["'peer' >> b'AUTH PLAIN ********'"])])
+def test_aiosmtpd_command_log_is_skipped_below_its_level_and_still_sanitized(
+        level, sanitized, logged, caplog, monkeypatch):
+    """protocol.py spares aiosmtpd's per-command log calls their sanitizing when mail.log
+    would drop them; when it would not, AUTH's credentials are still masked."""
+    calls = []
+    sanitize = aiosmtpd.smtp.sanitize
+    monkeypatch.setattr(aiosmtpd.smtp, 'sanitize', lambda text: calls.append(text) or
+                        sanitize(text))
+    logger = logging.getLogger('mail.log')
+    with caplog.at_level(level, logger='mail.log'):
+        aiosmtpd.smtp.sanitized_log(logger.info, '%r >> %r', 'peer', b'AUTH PLAIN c2VjcmV0')
+    assert len(calls) == sanitized
+    assert [r.getMessage() for r in caplog.records if r.name == 'mail.log'] == logged
