@@ -217,7 +217,6 @@ class DirectScript:
         return conn.read_response()
 
 
-
 def run_together(calls):
     """Each (DirectScript, keys, args) in order, sent in one write on the first one's
     connection (a delivery thread's kept one), every reply read: a thread's outcome and
