@@ -90,8 +90,8 @@ def _delivery_rows(r):
         pair = r[key]
         events = f', {pair[extra]:,.0f} events/s' if extra else ''
         rows.append((f'Delivery, -w 25 threads, {label}; {len(pair["pair_ratios"])} alternating '
-                     'pairs', f'{pair["with"]:,.0f} mails/s (median pair {pair["ratio"]:.3f}x; '
-                     f'pairs {" ".join(f"{x:.2f}" for x in pair["pair_ratios"])}){events}',
+                     'pairs', f'{pair["with"]:,.0f} mails/s (median pair {pair["ratio"]:.3f}x'
+                     f'{_pairs(pair)}){events}',
                      f'{pair["without"]:,.0f}', _ok(pair['ratio'] >= target,
                                                     f'>= {target:.0%} of without')))
     return rows
