@@ -11,8 +11,8 @@ from pathlib import Path
 from mailq.config import load
 from mailq.runtime import Runtime
 
-from . import (ceilings, delivery, enqueue, latency, mails, memory, reads, search, submission,
-               webhooks)
+from . import (ceilings, delivery, enqueue, latency, mails, memory, pairs, reads, search,
+               submission, webhooks)
 from .env import BenchEnv
 from .report import exit_status, table
 
@@ -38,16 +38,20 @@ def run(sizes):
         n = sizes['deliver']
         step('ceiling: smtp-source into smtp-sink, 25 reused sessions')
         results['ceiling_smtp'] = ceilings.smtp(env, rt, sizes['ceiling_smtp'], delivery.THREADS)
-        step('delivery: plain Huey baseline')
-        results['deliver_baseline'] = delivery.baseline_run(env, rt, n)
-        step('delivery: mailq -w 25 (threads)')
-        results['deliver_thread'] = delivery.mailq_run(env, rt, n, ['-w', '25'])
+        rounds = sizes['rounds']
+        step(f'delivery: plain Huey baseline, then mailq -w 25 threads, -w 25 -k process and '
+             f'2 processes x 25 threads, in turn, {rounds} rounds')
+        results['deliver_baseline'], (results['deliver_thread'], results['deliver_process'],
+                                      results['deliver_two']) = pairs.against(
+            rounds, lambda: delivery.baseline_run(env, rt, n),
+            lambda: delivery.mailq_run(env, rt, n, ['-w', '25']),
+            lambda: delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process']),
+            lambda: delivery.mailq_run(env, rt, n, ['-w', '25'], processes=2))
         step('delivery, for comparison: plain Huey kept on one CPU, and mailq -w 25 placed by '
              'the kernel ([worker] cpu_affinity = none)')
         results['deliver_baseline_one_cpu'] = delivery.baseline_run(env, rt, n, one_cpu=True)
         results['deliver_thread_kernel'] = delivery.mailq_run(
             env, rt, n, ['-w', '25'], worker_env={'MAILQ_WORKER_CPU_AFFINITY': 'none'})
-        rounds = sizes['rounds']
         step(f'delivery: mailq -w 25 (threads) without and with an [smtp] rate too high to '
              f'bind, alternating, {rounds} rounds')
         results['deliver_rate'] = delivery.alternating(
@@ -58,10 +62,6 @@ def run(sizes):
         results['deliver_slow_group'] = delivery.alternating(
             rounds, lambda: delivery.others_run(env, rt, n),
             lambda: delivery.others_run(env, rt, n, throttled=True))
-        step('delivery: mailq -w 25 -k process')
-        results['deliver_process'] = delivery.mailq_run(env, rt, n, ['-w', '25', '-k', 'process'])
-        step('delivery: 2 mailq worker processes, -w 25 each')
-        results['deliver_two'] = delivery.mailq_run(env, rt, n, ['-w', '25'], processes=2)
         step(f'delivery: mailq -w 25 without and with one webhook endpoint (every event), '
              f'alternating, {rounds} rounds')
         results['deliver_webhooks'] = webhooks.pair(env, rt, webhooks.Receiver(),
@@ -69,14 +69,14 @@ def run(sizes):
 
         step(f'enqueue: mailq.send() against plain Huey task() calls, alternating, '
              f'{rounds} rounds')
-        results['enqueue_huey'], results['enqueue_send'] = enqueue.against(
+        results['enqueue_huey'], (results['enqueue_send'],) = pairs.against(
             rounds, lambda: enqueue.huey_baseline(env, rt, sizes['send']),
             lambda: enqueue.python_send(env, sizes['send']))
         step('enqueue, the floor under send(): accept.lua alone, its arguments built before')
         results['enqueue_accept_alone'] = enqueue.accept_alone(env, rt, sizes['send'])
         step(f'enqueue: POST /api/mails against the ceiling (a minimal WSGI app, one LPUSH '
              f'per POST), 8 keep-alive clients, alternating, {rounds} rounds')
-        results['ceiling_http'], results['enqueue_http'] = enqueue.against(
+        results['ceiling_http'], (results['enqueue_http'],) = pairs.against(
             rounds, lambda: ceilings.http(env, sizes['http']),
             lambda: _with_web(env, lambda web: enqueue.http_single(env, sizes['http'], web=web)))
         step('enqueue: POST /api/mails/batch, 1,000 a request')

@@ -6,7 +6,6 @@ commandstats: the script, or Huey's LPUSH) and the caller's CPU. `accept_alone`
 is the floor under send(): its one accept.lua call with the mail already composed
 and the call's arguments already built."""
 import json
-import statistics
 import time
 
 import mailq
@@ -14,22 +13,6 @@ import mailq
 from . import mails
 from .env import redis_usec, tree_cpu
 from .httpload import post_many
-
-
-def against(rounds, baseline, measured):
-    """baseline() and measured() in turn, `rounds` times, so both meet the same machine
-    load (as delivery.alternating): each side's median run (its whole figure, so that its
-    CPU split belongs to its rate), the measured side with the median of the pairs'
-    ratios and each pair's."""
-    pairs = [(baseline(), measured()) for _ in range(rounds)]
-    ratios = [m['rate'] / b['rate'] for b, m in pairs]
-    return _median_run([b for b, _ in pairs]), {
-        **_median_run([m for _, m in pairs]), 'ratio': round(statistics.median(ratios), 3),
-        'pair_ratios': [round(r, 3) for r in ratios]}
-
-
-def _median_run(runs):
-    return sorted(runs, key=lambda run: run['rate'])[len(runs) // 2]
 
 
 def python_send(env, count):
