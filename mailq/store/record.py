@@ -6,10 +6,11 @@ written before it) and its body key (the message, body.py). Values
 are UTF-8; they are decoded with 'replace' everywhere, so one odd byte never turns a
 page into an error.
 """
-import datetime
 import email.errors
 import email.header
 import json
+import math
+import time
 from dataclasses import dataclass
 
 from .body import unpack
@@ -21,12 +22,28 @@ ROW_FIELDS = ('id', 'status', 'queue', 'task', 'to', 'subject', 'last_error', 'a
               'from', 'staging', 'released_from', 'held_by')
 
 
+_second = (None, '')     # (a whole second, its date and time of day): one tuple for threads
+
+
 def iso(ts):
-    """ISO 8601 UTC with milliseconds of a Unix time (None for none)."""
+    """ISO 8601 UTC with milliseconds of a Unix time (None for none): the text of
+    datetime's isoformat(timespec='milliseconds') with a Z, rounded as fromtimestamp
+    rounds, with the date and time of day formatted once a second, not once a call (a
+    list page or a webhook dispatcher writes many times of one second)."""
+    global _second
     if ts in (None, '', b''):
         return None
-    return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).isoformat(
-        timespec='milliseconds').replace('+00:00', 'Z')
+    fraction, whole = math.modf(float(ts))
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second, text = _second
+    if second != whole:
+        text = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))
+        _second = (whole, text)
+    return f'{text}.{micros // 1000:03d}Z'
 
 
 def shown(text):
