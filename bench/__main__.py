@@ -1,5 +1,5 @@
 """`python -m bench [--quick]`: run every measurement, print one table, write
-bench/results.json. Full: about 8 to 15 minutes on 2 cores (the search row stores a
+bench/results.json. Full: about 11 to 18 minutes on 2 cores (the search row stores a
 million mails); --quick: about 2 minutes."""
 import argparse
 import json
