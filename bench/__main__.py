@@ -14,6 +14,7 @@ from mailq.runtime import Runtime
 from . import (ceilings, delivery, enqueue, latency, mails, memory, pairs, reads, search,
                submission, webhooks)
 from .env import BenchEnv
+from .steal import StealLog
 from .report import exit_status, table
 
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
@@ -34,7 +35,8 @@ def run(sizes):
                                            'cpus': _cpus()}}
     try:
         rt = Runtime(load(str(env.ini)))
-        step = _stepper()
+        steal = StealLog()
+        step = _stepper(steal)
         n = sizes['deliver']
         step('ceiling: smtp-source into smtp-sink, 25 reused sessions')
         results['ceiling_smtp'] = ceilings.smtp(env, rt, sizes['ceiling_smtp'], delivery.THREADS)
@@ -129,6 +131,7 @@ def run(sizes):
             results['search'] = search.time_lookups(env, *probes)
         finally:
             env.stop(web)
+        results['steal'] = steal.finish()
     finally:
         env.close()
     results['total_seconds'] = round(time.monotonic() - START, 1)
@@ -144,8 +147,9 @@ def _with_web(env, measure, processes=1):
         env.stop(web)
 
 
-def _stepper():
+def _stepper(steal):
     def step(text):
+        steal.begin(text)
         print(f'[{time.monotonic() - START:6.1f}s] {text}', file=sys.stderr, flush=True)
     return step
 

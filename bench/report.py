@@ -33,7 +33,18 @@ def table(r):
                        ('deliver_two', '2 processes')):
         rows.append((f'Worker RSS after run, {label}', _mb(r[key]['worker_rss']),
                      _mb(r['deliver_baseline']['worker_rss']), '-'))
-    return _format(('Figure', 'mailq', 'Baseline', 'Target'), rows)
+    return _format(('Figure', 'mailq', 'Baseline', 'Target'), rows) + steal_lines(r)
+
+
+def steal_lines(r, shown=3):
+    """How quiet the machine was: figures taken under steal are not comparable."""
+    if 'steal' not in r:
+        return ''
+    worst = sorted(r['steal']['steps'], key=lambda s: -s['steal_pct'])[:shown]
+    return (f'\n\nCPU steal (the hypervisor running other guests): '
+            f'{r["steal"]["run_pct"]:.1f} % of the run; the most in\n' +
+            '\n'.join(f'  {s["steal_pct"]:5.1f} %  {s["step"]} ({s["seconds"]:.0f} s)'
+                       for s in worst))
 
 
 def memory_rows(r):
