@@ -14,8 +14,8 @@ from mailq.runtime import Runtime
 from . import (ceilings, delivery, enqueue, latency, mails, memory, pairs, reads, search,
                submission, webhooks)
 from .env import BenchEnv
-from .steal import StealLog
 from .report import exit_status, table
+from .steal import StealLog
 
 FULL = {'deliver': 20000, 'ceiling_smtp': 20000, 'send': 5000, 'http': 10000, 'batches': 20,
         'steady_seconds': 20, 'punctual': 1000, 'spread': 30,
