@@ -9,6 +9,7 @@ def machine_ticks():
     """(all ticks, stolen ticks) of every CPU so far."""
     with open('/proc/stat') as fh:
         fields = [int(x) for x in fh.readline().split()[1:]]
+    # guest and guest_nice (fields 9 and 10) are already counted in user and nice
     return sum(fields[:8]), fields[7]
 
 
